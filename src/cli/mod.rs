@@ -1,0 +1,141 @@
+//! The command line: `serve`, `check-config`, `hsm info`. Wires config, store, backends and the
+//! HTTP layer together; holds no logic of its own.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signet",
+    version,
+    about = "JWS signing with keys that never leave a PKCS#11 HSM"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SIGNET_CONFIG",
+        default_value = "config/signet.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// HSM diagnostics.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HsmCommand {
+    /// Show the tokens of each configured module, and whether the mechanisms the key sets need are
+    /// there.
+    Info,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "{}: ok ({} hsm, {} key sets, {} clients)",
+                cli.config.display(),
+                config.hsms.len(),
+                config.key_sets.len(),
+                config.clients.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve::run(config),
+        Command::Hsm {
+            command: HsmCommand::Info,
+        } => hsm_info(&config),
+    }
+}
+
+fn hsm_info(config: &Config) -> ExitCode {
+    use crate::service::{BackendSlot, BackendState, hsm_signer, resolve_pin};
+    let mut ok = true;
+    for h in &config.hsms {
+        println!("hsm `{}`: module {}", h.name, h.module.display());
+        match crate::hsm::list_tokens(&h.module) {
+            Ok(tokens) if tokens.is_empty() => println!("  no token present"),
+            Ok(tokens) => {
+                for (slot, label, serial) in tokens {
+                    println!("  slot {slot}: token `{label}` serial {serial}");
+                }
+            }
+            Err(e) => {
+                println!("  cannot load: {e}");
+                ok = false;
+                continue;
+            }
+        }
+        let pin = match resolve_pin(h) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("  cannot log in: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let slot = BackendSlot::new(h.clone(), pin);
+        slot.open_if_down();
+        let backend = match slot.state() {
+            BackendState::Up(b) => b,
+            BackendState::Down(reason) => {
+                println!("  cannot open: {reason}");
+                ok = false;
+                continue;
+            }
+        };
+        let d = backend.description();
+        println!(
+            "  using slot {} token `{}` ({} {}), {}; logged in",
+            d.slot, d.label, d.manufacturer, d.model, d.library
+        );
+        for set in config
+            .key_sets
+            .iter()
+            .filter(|s| config.hsms[s.hsm].name == h.name)
+        {
+            let spec = hsm_signer::key_spec(set.alg, set.rsa_bits);
+            match backend.check_support(spec, hsm_signer::scheme(set.alg)) {
+                Ok(()) => println!("  key set `{}` ({}): mechanisms ok", set.name, set.alg),
+                Err(e) => {
+                    println!("  key set `{}` ({}): {e}", set.name, set.alg);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,169 @@
+//! Configuration: the TOML file of DESIGN.md "Configuration", parsed once into validated types.
+//!
+//! Owns file reading, `SIGNET_...` overrides and every start-up check of a field. Knows nothing of
+//! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::signing::{Algorithm, Profile};
+
+pub use validate::parse_duration;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub hsms: Vec<HsmConfig>,
+    pub key_sets: Vec<KeySetConfig>,
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Listen,
+    pub jwks_max_age: Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// Deadline of every request.
+    pub request_timeout: Duration,
+    /// How often the key view is reloaded from the store and the scheduler runs.
+    pub key_refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HsmConfig {
+    pub name: String,
+    pub module: PathBuf,
+    pub token: TokenSelector,
+    pub pin: PinSource,
+    pub sessions: usize,
+    pub op_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    Label(String),
+    Serial(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySetConfig {
+    pub name: String,
+    pub profile: Profile,
+    pub alg: Algorithm,
+    /// Index into [`Config::hsms`].
+    pub hsm: usize,
+    pub issuer: String,
+    pub fapi: bool,
+    pub rsa_bits: u32,
+    pub policy: Policy,
+}
+
+/// Rotation and token policy of a key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub rotation_period: Duration,
+    pub min_publish: Duration,
+    pub retain: Duration,
+    pub destroy_after: Option<Duration>,
+    pub max_lifetime: Duration,
+    pub clock_skew: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Signer,
+    Admin,
+    Auditor,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub name: String,
+    pub role: Role,
+    /// Key sets a signer may use; `None` means every key set (`key_sets = ["*"]`).
+    pub key_sets: Option<Vec<String>>,
+    pub auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// SHA-256 of the bearer token.
+    TokenSha256([u8; 32]),
+    CertSubject(String),
+    CertSan(String),
+}
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses TOML text; `file` names it in errors and `env` supplies the overrides.
+    pub fn from_toml(
+        text: &str,
+        file: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err("(syntax)", e.to_string().trim().to_string()))?;
+        raw::apply_env_overrides(&mut doc, env).map_err(|r| err("(environment)", r))?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(doc))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                err(&path, e.into_inner().to_string())
+            })?;
+        validate::validate(raw).map_err(|(key, reason)| err(&key, reason))
+    }
+
+    pub fn key_set(&self, name: &str) -> Option<&KeySetConfig> {
+        self.key_sets.iter().find(|k| k.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,440 @@
+//! Turns a [`RawConfig`] into a [`Config`]: defaults, cross-references and the policy rules of
+//! DESIGN.md. Every error is `(key, reason)`; the caller adds the file name.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawClient, RawConfig, RawHsm, RawKeySet, RawServer};
+use super::*;
+
+type Result<T> = std::result::Result<T, (String, String)>;
+
+const DEFAULT_JWKS_MAX_AGE: &str = "1h";
+const DEFAULT_MAX_BODY: usize = 64 * 1024;
+const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
+const DEFAULT_KEY_REFRESH: &str = "5s";
+const DEFAULT_SESSIONS: usize = 4;
+const DEFAULT_OP_TIMEOUT: &str = "2s";
+const DEFAULT_MAX_LIFETIME: &str = "1h";
+const DEFAULT_CLOCK_SKEW: &str = "60s";
+const DEFAULT_RSA_BITS: u32 = 2048;
+
+/// Parses a humantime duration ("90d", "2h", "10m", "30s", "1h 30m").
+pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|e| format!("`{value}` is not a duration like \"90d\", \"2h\", \"30s\" ({e})"))
+}
+
+fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+    parse_duration(value.unwrap_or(default)).map_err(|r| (key.to_string(), r))
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config> {
+    let server = server(&raw.server)?;
+    let hsms = raw
+        .hsm
+        .iter()
+        .enumerate()
+        .map(|(i, h)| hsm(i, h))
+        .collect::<Result<Vec<_>>>()?;
+    unique("hsm", raw.hsm.iter().map(|h| h.name.as_str()))?;
+    let key_sets = raw
+        .key_set
+        .iter()
+        .enumerate()
+        .map(|(i, k)| key_set(i, k, &raw.server, &server, &hsms))
+        .collect::<Result<Vec<_>>>()?;
+    unique("key_set", raw.key_set.iter().map(|k| k.name.as_str()))?;
+    let clients = raw
+        .client
+        .iter()
+        .enumerate()
+        .map(|(i, c)| client(i, c, &key_sets))
+        .collect::<Result<Vec<_>>>()?;
+    unique("client", raw.client.iter().map(|c| c.name.as_str()))?;
+    let mut tokens = HashSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        if let ClientAuth::TokenSha256(h) = &c.auth
+            && !tokens.insert(*h)
+        {
+            return Err((
+                format!("client[{i}].token_sha256"),
+                format!("client `{}` shares its token with another client", c.name),
+            ));
+        }
+    }
+    if raw.store.url.trim().is_empty() {
+        return Err(("store.url".into(), "must not be empty".into()));
+    }
+    if !(raw.store.url.starts_with("sqlite:") || raw.store.url.starts_with("postgres")) {
+        return Err((
+            "store.url".into(),
+            format!(
+                "`{}` is neither sqlite://... nor postgres://...",
+                raw.store.url
+            ),
+        ));
+    }
+    Ok(Config {
+        server,
+        store: StoreConfig { url: raw.store.url },
+        hsms,
+        key_sets,
+        clients,
+    })
+}
+
+fn unique<'a>(array: &str, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if !seen.insert(name) {
+            return Err((
+                format!("{array}[{i}].name"),
+                format!("`{name}` is declared twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn server(raw: &RawServer) -> Result<ServerConfig> {
+    let listen = if let Some(path) = raw.listen.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(("server.listen".into(), "`unix:` needs a socket path".into()));
+        }
+        Listen::Unix(PathBuf::from(path))
+    } else {
+        let addr: SocketAddr = raw.listen.parse().map_err(|_| {
+            (
+                "server.listen".to_string(),
+                format!("`{}` is neither host:port nor unix:/path", raw.listen),
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err((
+                "server.listen".into(),
+                format!(
+                    "plain HTTP on {addr} would expose the signer; plain HTTP is allowed only on \
+                     loopback (127.0.0.1, [::1]) or a Unix socket"
+                ),
+            ));
+        }
+        Listen::Tcp(addr)
+    };
+    let max_body = raw.max_body.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body < 1024 {
+        return Err((
+            "server.max_body".into(),
+            "must be at least 1024 bytes".into(),
+        ));
+    }
+    Ok(ServerConfig {
+        listen,
+        jwks_max_age: duration(
+            "server.jwks_max_age",
+            raw.jwks_max_age.as_deref(),
+            DEFAULT_JWKS_MAX_AGE,
+        )?,
+        max_body,
+        request_timeout: nonzero(
+            "server.request_timeout",
+            raw.request_timeout.as_deref(),
+            DEFAULT_REQUEST_TIMEOUT,
+        )?,
+        key_refresh: nonzero(
+            "server.key_refresh",
+            raw.key_refresh.as_deref(),
+            DEFAULT_KEY_REFRESH,
+        )?,
+    })
+}
+
+fn nonzero(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+    let d = duration(key, value, default)?;
+    if d.is_zero() {
+        return Err((key.to_string(), "must be greater than zero".into()));
+    }
+    Ok(d)
+}
+
+fn hsm(i: usize, raw: &RawHsm) -> Result<HsmConfig> {
+    let key = |field: &str| format!("hsm[{i}].{field}");
+    name_ok(&key("name"), &raw.name)?;
+    if raw.module.trim().is_empty() {
+        return Err((key("module"), "must name a PKCS#11 module (.so)".into()));
+    }
+    let token = match (&raw.token_label, &raw.token_serial) {
+        (Some(l), None) if !l.is_empty() => TokenSelector::Label(l.clone()),
+        (None, Some(s)) if !s.is_empty() => TokenSelector::Serial(s.clone()),
+        (Some(_), Some(_)) => {
+            return Err((
+                key("token_label"),
+                "set token_label or token_serial, not both".into(),
+            ));
+        }
+        _ => {
+            return Err((
+                key("token_label"),
+                "one of token_label or token_serial is required".into(),
+            ));
+        }
+    };
+    let pin = match (&raw.pin_env, &raw.pin_file) {
+        (Some(e), None) if !e.is_empty() => PinSource::Env(e.clone()),
+        (None, Some(f)) if !f.is_empty() => PinSource::File(PathBuf::from(f)),
+        (Some(_), Some(_)) => {
+            return Err((key("pin_env"), "set pin_env or pin_file, not both".into()));
+        }
+        _ => {
+            return Err((
+                key("pin_env"),
+                "one of pin_env or pin_file is required (PINs are never written inline)".into(),
+            ));
+        }
+    };
+    let sessions = raw.sessions.unwrap_or(DEFAULT_SESSIONS);
+    if !(1..=256).contains(&sessions) {
+        return Err((key("sessions"), "must be between 1 and 256".into()));
+    }
+    Ok(HsmConfig {
+        name: raw.name.clone(),
+        module: PathBuf::from(&raw.module),
+        token,
+        pin,
+        sessions,
+        op_timeout: nonzero(
+            &key("op_timeout"),
+            raw.op_timeout.as_deref(),
+            DEFAULT_OP_TIMEOUT,
+        )?,
+    })
+}
+
+fn name_ok(key: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("`{name}` must be 1-64 of a-z, 0-9, '-', '_', starting with a letter or digit"),
+        ))
+    }
+}
+
+fn key_set(
+    i: usize,
+    raw: &RawKeySet,
+    raw_server: &RawServer,
+    server: &ServerConfig,
+    hsms: &[HsmConfig],
+) -> Result<KeySetConfig> {
+    let key = |field: &str| format!("key_set[{i}].{field}");
+    name_ok(&key("name"), &raw.name)?;
+    let profile = Profile::from_name(&raw.profile).ok_or_else(|| {
+        (
+            key("profile"),
+            format!(
+                "unknown profile `{}` (id_token, access_token, jarm, introspection, logout_token, \
+                 http_message, generic)",
+                raw.profile
+            ),
+        )
+    })?;
+    let fapi = raw.fapi.unwrap_or(true);
+    let alg = if profile == Profile::HttpMessage {
+        Algorithm::from_http(&raw.alg).ok_or_else(|| {
+            (
+                key("alg"),
+                format!(
+                    "`{}` is not an RFC 9421 algorithm Signet signs with (ed25519, \
+                     ecdsa-p256-sha256, rsa-pss-sha512)",
+                    raw.alg
+                ),
+            )
+        })?
+    } else {
+        let alg = Algorithm::from_jose(&raw.alg)
+            .filter(|a| *a != Algorithm::Ps512)
+            .ok_or_else(|| {
+                (
+                    key("alg"),
+                    format!(
+                        "`{}` is not a JWS algorithm Signet signs with (PS256, ES256, EdDSA, \
+                         Ed25519; RS256, PS384, ES384 with fapi = false)",
+                        raw.alg
+                    ),
+                )
+            })?;
+        if fapi && !alg.fapi_allowed() {
+            return Err((
+                key("alg"),
+                format!("{alg} is not allowed by FAPI 2.0; set fapi = false to use it"),
+            ));
+        }
+        alg
+    };
+    let hsm = hsms
+        .iter()
+        .position(|h| h.name == raw.hsm)
+        .ok_or_else(|| (key("hsm"), format!("no [[hsm]] named `{}`", raw.hsm)))?;
+    let issuer = raw
+        .issuer
+        .clone()
+        .or_else(|| raw_server.issuer.clone())
+        .unwrap_or_default();
+    if profile != Profile::HttpMessage && issuer.is_empty() {
+        return Err((key("issuer"), "required (or set server.issuer)".into()));
+    }
+    if fapi && !issuer.is_empty() && !issuer.starts_with("https://") {
+        return Err((
+            key("issuer"),
+            format!("`{issuer}` must be an https URL under FAPI 2.0"),
+        ));
+    }
+    let rsa_bits = raw.rsa_bits.unwrap_or(DEFAULT_RSA_BITS);
+    if ![2048, 3072, 4096].contains(&rsa_bits) {
+        return Err((key("rsa_bits"), "must be 2048, 3072 or 4096".into()));
+    }
+    let policy = Policy {
+        rotation_period: nonzero(&key("rotation_period"), Some(&raw.rotation_period), "")?,
+        min_publish: duration(&key("min_publish"), Some(&raw.min_publish), "")?,
+        retain: duration(&key("retain"), Some(&raw.retain), "")?,
+        destroy_after: raw
+            .destroy_after
+            .as_deref()
+            .map(|d| duration(&key("destroy_after"), Some(d), ""))
+            .transpose()?,
+        max_lifetime: nonzero(
+            &key("max_lifetime"),
+            raw.max_lifetime.as_deref(),
+            DEFAULT_MAX_LIFETIME,
+        )?,
+        clock_skew: duration(
+            &key("clock_skew"),
+            raw.clock_skew.as_deref(),
+            DEFAULT_CLOCK_SKEW,
+        )?,
+    };
+    let max_age = server.jwks_max_age;
+    if policy.min_publish < 2 * max_age {
+        return Err((
+            key("min_publish"),
+            format!(
+                "{} is shorter than 2 x server.jwks_max_age ({}): verifiers could meet a kid they \
+                 have not cached",
+                human(policy.min_publish),
+                human(2 * max_age)
+            ),
+        ));
+    }
+    if policy.retain < policy.max_lifetime + max_age {
+        return Err((
+            key("retain"),
+            format!(
+                "{} is shorter than max_lifetime + server.jwks_max_age ({}): tokens would outlive \
+                 their key in the JWKS",
+                human(policy.retain),
+                human(policy.max_lifetime + max_age)
+            ),
+        ));
+    }
+    if policy.rotation_period <= policy.min_publish {
+        return Err((
+            key("rotation_period"),
+            format!(
+                "{} must be longer than min_publish ({})",
+                human(policy.rotation_period),
+                human(policy.min_publish)
+            ),
+        ));
+    }
+    Ok(KeySetConfig {
+        name: raw.name.clone(),
+        profile,
+        alg,
+        hsm,
+        issuer,
+        fapi,
+        rsa_bits,
+        policy,
+    })
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn client(i: usize, raw: &RawClient, key_sets: &[KeySetConfig]) -> Result<ClientConfig> {
+    let key = |field: &str| format!("client[{i}].{field}");
+    name_ok(&key("name"), &raw.name)?;
+    let role = match raw.role.as_str() {
+        "signer" => Role::Signer,
+        "admin" => Role::Admin,
+        "auditor" => Role::Auditor,
+        other => {
+            return Err((
+                key("role"),
+                format!("unknown role `{other}` (signer, admin, auditor)"),
+            ));
+        }
+    };
+    let sets = if raw.key_sets.iter().any(|s| s == "*") {
+        None
+    } else {
+        for s in &raw.key_sets {
+            if !key_sets.iter().any(|k| &k.name == s) {
+                return Err((key("key_sets"), format!("no [[key_set]] named `{s}`")));
+            }
+        }
+        Some(raw.key_sets.clone())
+    };
+    if role == Role::Signer && sets.as_ref().is_some_and(|s| s.is_empty()) {
+        return Err((
+            key("key_sets"),
+            "a signer needs at least one key set (or \"*\")".into(),
+        ));
+    }
+    let auth = match (&raw.token_sha256, &raw.cert_subject, &raw.cert_san) {
+        (Some(h), None, None) => {
+            let bytes = hex::decode(h.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            ClientAuth::TokenSha256(bytes.ok_or_else(|| {
+                (
+                    key("token_sha256"),
+                    "must be 64 hex digits: the SHA-256 of the bearer token \
+                     (printf %s TOKEN | sha256sum)"
+                        .to_string(),
+                )
+            })?)
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err((
+                key("cert_subject"),
+                "mTLS clients need [server.tls], which this version does not support yet; use \
+                 token_sha256"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err((
+                key("token_sha256"),
+                "exactly one of token_sha256, cert_subject, cert_san is required".into(),
+            ));
+        }
+    };
+    Ok(ClientConfig {
+        name: raw.name.clone(),
+        role,
+        key_sets: sets,
+        auth,
+    })
+}

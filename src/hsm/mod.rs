@@ -1,0 +1,374 @@
+//! The PKCS#11 backend: one [`Backend`] per `[[hsm]]`, owning the module context, the token's slot,
+//! a pool of logged-in sessions and a cache of private-key handles.
+//!
+//! Every call here blocks; callers run them on blocking threads under their own deadline. Knows
+//! nothing of HTTP, JOSE or the store: keys are found by `CKA_ID` and described by [`KeySpec`],
+//! [`SignScheme`] and [`PublicKey`].
+
+mod objects;
+mod pool;
+mod scheme;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
+use cryptoki::object::ObjectHandle;
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+
+pub use objects::{KeyAttributes, PublicKey};
+pub use scheme::{KeySpec, SignScheme};
+
+use pool::Pool;
+
+/// Where the token is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub name: String,
+    pub module: PathBuf,
+    pub token_label: Option<String>,
+    pub token_serial: Option<String>,
+    pub sessions: usize,
+    /// How long a caller may wait for a free session.
+    pub checkout_timeout: Duration,
+}
+
+/// A PKCS#11 failure, with the call that failed kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("cannot load PKCS#11 module {path}: {source}")]
+    Module { path: String, source: CkError },
+    #[error("no token {0} in any slot of the module")]
+    TokenNotFound(String),
+    #[error("login failed: {0}")]
+    Login(CkError),
+    #[error("{op}: {source}")]
+    Pkcs11 { op: &'static str, source: CkError },
+    #[error("no key pair with CKA_ID {0} in the token")]
+    KeyNotFound(String),
+    #[error("the token does not support {0}")]
+    Unsupported(String),
+    #[error("no PKCS#11 session came free within the deadline")]
+    Busy,
+    #[error("malformed key object: {0}")]
+    Malformed(String),
+}
+
+impl HsmError {
+    pub(crate) fn call(op: &'static str) -> impl FnOnce(CkError) -> HsmError {
+        move |source| HsmError::Pkcs11 { op, source }
+    }
+
+    /// The PKCS#11 return value, if this came from a call.
+    pub fn rv(&self) -> Option<RvError> {
+        match self {
+            Self::Pkcs11 {
+                source: CkError::Pkcs11(rv, _),
+                ..
+            }
+            | Self::Login(CkError::Pkcs11(rv, _))
+            | Self::Module {
+                source: CkError::Pkcs11(rv, _),
+                ..
+            } => Some(*rv),
+            _ => None,
+        }
+    }
+
+    /// Whether the device or its connection is gone (as opposed to a refused operation).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::TokenNotFound(_) | Self::Module { .. })
+            || matches!(
+                self.rv(),
+                Some(
+                    RvError::DeviceError
+                        | RvError::DeviceRemoved
+                        | RvError::DeviceMemory
+                        | RvError::TokenNotPresent
+                        | RvError::TokenNotRecognized
+                        | RvError::UserNotLoggedIn
+                        | RvError::CryptokiNotInitialized
+                        | RvError::SessionHandleInvalid
+                        | RvError::SessionClosed
+                        | RvError::GeneralError
+                )
+            )
+    }
+}
+
+/// What `signet hsm info` shows of a token.
+#[derive(Debug, Clone)]
+pub struct TokenDescription {
+    pub slot: u64,
+    pub label: String,
+    pub serial: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub library: String,
+    pub mechanisms: Vec<MechanismType>,
+}
+
+/// One logged-in token.
+pub struct Backend {
+    config: BackendConfig,
+    pkcs11: Pkcs11,
+    slot: Slot,
+    mechanisms: Vec<MechanismType>,
+    pool: Pool,
+    handles: Mutex<HashMap<Vec<u8>, ObjectHandle>>,
+    description: TokenDescription,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.config.name)
+            .field("slot", &self.slot.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Loads the module, finds the token, opens `sessions` sessions and logs in with `pin`.
+    pub fn open(config: BackendConfig, pin: SecretString) -> Result<Backend, HsmError> {
+        let module_err = |source| HsmError::Module {
+            path: config.module.display().to_string(),
+            source,
+        };
+        let pkcs11 = Pkcs11::new(&config.module).map_err(module_err)?;
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(module_err(e)),
+        }
+        let (slot, description) = find_token(&pkcs11, &config)?;
+        let mechanisms = description.mechanisms.clone();
+        let pool = Pool::open(&pkcs11, slot, config.sessions, pin, config.checkout_timeout)?;
+        Ok(Backend {
+            config,
+            pkcs11,
+            slot,
+            mechanisms,
+            pool,
+            handles: Mutex::new(HashMap::new()),
+            description,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn description(&self) -> &TokenDescription {
+        &self.description
+    }
+
+    /// Whether the token reports `mechanism`.
+    pub fn supports(&self, mechanism: MechanismType) -> bool {
+        self.mechanisms.contains(&mechanism)
+    }
+
+    /// Checks that the token can generate and sign for `spec` / `scheme`.
+    pub fn check_support(&self, spec: KeySpec, scheme: SignScheme) -> Result<(), HsmError> {
+        let missing: Vec<String> = scheme::required(spec, scheme, &self.mechanisms)
+            .into_iter()
+            .map(|m| m.to_string())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(HsmError::Unsupported(missing.join(", ")))
+        }
+    }
+
+    /// Whether a session can still talk to the token and is logged in.
+    pub fn ping(&self) -> Result<(), HsmError> {
+        self.pool.with_session(|s| {
+            let info = s
+                .get_session_info()
+                .map_err(HsmError::call("C_GetSessionInfo"))?;
+            use cryptoki::session::SessionState;
+            match info.session_state() {
+                SessionState::RwUser | SessionState::RoUser => Ok(()),
+                _ => Err(HsmError::Pkcs11 {
+                    op: "C_GetSessionInfo",
+                    source: CkError::Pkcs11(
+                        RvError::UserNotLoggedIn,
+                        cryptoki::context::Function::GetSessionInfo,
+                    ),
+                }),
+            }
+        })
+    }
+
+    /// The private-key handle for `id`, from the cache or a lookup.
+    fn private_handle(
+        &self,
+        session: &cryptoki::session::Session,
+        id: &[u8],
+    ) -> Result<ObjectHandle, HsmError> {
+        if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(id).copied()) {
+            return Ok(h);
+        }
+        let h = objects::find_private(session, id)?;
+        if let Ok(mut m) = self.handles.lock() {
+            m.insert(id.to_vec(), h);
+        }
+        Ok(h)
+    }
+
+    fn forget_handle(&self, id: &[u8]) {
+        if let Ok(mut m) = self.handles.lock() {
+            m.remove(id);
+        }
+    }
+
+    /// Signs `data` with the private key `id` under `scheme`.
+    pub fn sign(&self, id: &[u8], scheme: SignScheme, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let prepared = scheme::prepare(scheme, data, &self.mechanisms)?;
+        self.pool.with_session(|s| {
+            let handle = self.private_handle(s, id)?;
+            match s.sign(&prepared.mechanism(), handle, &prepared.input) {
+                Err(CkError::Pkcs11(
+                    RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid,
+                    _,
+                )) => {
+                    // The object was destroyed or the handle went stale: look it up once more.
+                    self.forget_handle(id);
+                    let handle = self.private_handle(s, id)?;
+                    s.sign(&prepared.mechanism(), handle, &prepared.input)
+                        .map_err(HsmError::call("C_Sign"))
+                }
+                other => other.map_err(HsmError::call("C_Sign")),
+            }
+        })
+    }
+
+    /// Generates a key pair of `spec` as token objects (private key sensitive, never extractable,
+    /// sign-only) under `id` and `label`, and returns its public key.
+    pub fn generate(&self, spec: KeySpec, id: &[u8], label: &str) -> Result<PublicKey, HsmError> {
+        self.pool
+            .with_session(|s| objects::generate(s, spec, id, label))
+    }
+
+    /// Sets a new `CKA_ID` and `CKA_LABEL` on both objects of the pair `old_id`.
+    pub fn relabel(&self, old_id: &[u8], new_id: &[u8], label: &str) -> Result<(), HsmError> {
+        let r = self
+            .pool
+            .with_session(|s| objects::relabel(s, old_id, new_id, label));
+        self.forget_handle(old_id);
+        r
+    }
+
+    /// The public key of the pair `id`.
+    pub fn public_key(&self, id: &[u8]) -> Result<PublicKey, HsmError> {
+        self.pool.with_session(|s| objects::public_key(s, id))
+    }
+
+    /// The `CKA_ID` of the private key labelled `label`.
+    pub fn id_by_label(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+        self.pool.with_session(|s| objects::id_by_label(s, label))
+    }
+
+    /// The security attributes of the private key `id`.
+    pub fn private_attributes(&self, id: &[u8]) -> Result<KeyAttributes, HsmError> {
+        self.pool
+            .with_session(|s| objects::private_attributes(s, id))
+    }
+
+    /// Destroys the private object of the pair `id`.
+    pub fn destroy(&self, id: &[u8]) -> Result<(), HsmError> {
+        self.forget_handle(id);
+        self.pool.with_session(|s| objects::destroy(s, id))
+    }
+
+    /// The `CKA_ID`s of every private key whose label starts with `prefix`.
+    pub fn list_ids(&self, prefix: &str) -> Result<Vec<(Vec<u8>, String)>, HsmError> {
+        self.pool.with_session(|s| objects::list(s, prefix))
+    }
+
+    #[doc(hidden)]
+    pub fn pkcs11(&self) -> &Pkcs11 {
+        &self.pkcs11
+    }
+}
+
+/// Finds the configured token; slot ids are random in SoftHSM, so by label or serial only.
+fn find_token(
+    pkcs11: &Pkcs11,
+    config: &BackendConfig,
+) -> Result<(Slot, TokenDescription), HsmError> {
+    let wanted = match (&config.token_label, &config.token_serial) {
+        (Some(l), _) => format!("labelled `{l}`"),
+        (None, Some(s)) => format!("with serial `{s}`"),
+        (None, None) => "(none configured)".to_string(),
+    };
+    let library = pkcs11
+        .get_library_info()
+        .map(|i| format!("{} {}", i.manufacturer_id(), i.library_description()))
+        .unwrap_or_default();
+    let slots = pkcs11
+        .get_slots_with_token()
+        .map_err(HsmError::call("C_GetSlotList"))?;
+    for slot in slots {
+        let Ok(info) = pkcs11.get_token_info(slot) else {
+            continue;
+        };
+        let label_ok = config
+            .token_label
+            .as_deref()
+            .is_none_or(|l| info.label().trim() == l);
+        let serial_ok = config
+            .token_serial
+            .as_deref()
+            .is_none_or(|s| info.serial_number().trim() == s);
+        if label_ok && serial_ok && info.token_initialized() {
+            let mechanisms = pkcs11
+                .get_mechanism_list(slot)
+                .map_err(HsmError::call("C_GetMechanismList"))?;
+            let description = TokenDescription {
+                slot: slot.id(),
+                label: info.label().trim().to_string(),
+                serial: info.serial_number().trim().to_string(),
+                manufacturer: info.manufacturer_id().trim().to_string(),
+                model: info.model().trim().to_string(),
+                library,
+                mechanisms,
+            };
+            return Ok((slot, description));
+        }
+    }
+    Err(HsmError::TokenNotFound(wanted))
+}
+
+/// Every token the module shows, for `signet hsm info` before a token is configured.
+pub fn list_tokens(module: &std::path::Path) -> Result<Vec<(u64, String, String)>, HsmError> {
+    let module_err = |source| HsmError::Module {
+        path: module.display().to_string(),
+        source,
+    };
+    let pkcs11 = Pkcs11::new(module).map_err(module_err)?;
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(module_err(e)),
+    }
+    let mut out = Vec::new();
+    for slot in pkcs11
+        .get_slots_with_token()
+        .map_err(HsmError::call("C_GetSlotList"))?
+    {
+        if let Ok(info) = pkcs11.get_token_info(slot) {
+            out.push((
+                slot.id(),
+                info.label().trim().to_string(),
+                info.serial_number().trim().to_string(),
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,132 @@
+//! A fixed pool of logged-in read-write sessions on one slot. A caller borrows one session for one
+//! operation on a blocking thread; a session the token no longer knows is replaced (and the user
+//! logged in again when needed) and the operation retried once.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+
+use super::HsmError;
+
+pub(super) struct Pool {
+    pkcs11: Pkcs11,
+    slot: Slot,
+    pin: SecretString,
+    idle: Mutex<Vec<Session>>,
+    freed: Condvar,
+    checkout_timeout: Duration,
+}
+
+impl Pool {
+    pub fn open(
+        pkcs11: &Pkcs11,
+        slot: Slot,
+        size: usize,
+        pin: SecretString,
+        checkout_timeout: Duration,
+    ) -> Result<Pool, HsmError> {
+        let pool = Pool {
+            pkcs11: pkcs11.clone(),
+            slot,
+            pin,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            freed: Condvar::new(),
+            checkout_timeout,
+        };
+        let mut sessions = Vec::with_capacity(size);
+        for _ in 0..size {
+            sessions.push(pool.fresh_session()?);
+        }
+        if let Ok(mut idle) = pool.idle.lock() {
+            *idle = sessions;
+        }
+        Ok(pool)
+    }
+
+    /// Opens a session and makes sure the user is logged in (login is per application).
+    fn fresh_session(&self) -> Result<Session, HsmError> {
+        let session = self
+            .pkcs11
+            .open_rw_session(self.slot)
+            .map_err(HsmError::call("C_OpenSession"))?;
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(e) => Err(HsmError::Login(e)),
+        }
+    }
+
+    fn checkout(&self) -> Result<Session, HsmError> {
+        let deadline = Instant::now() + self.checkout_timeout;
+        let mut idle = self.idle.lock().map_err(|_| HsmError::Busy)?;
+        loop {
+            if let Some(s) = idle.pop() {
+                return Ok(s);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HsmError::Busy);
+            }
+            idle = self
+                .freed
+                .wait_timeout(idle, left)
+                .map_err(|_| HsmError::Busy)?
+                .0;
+        }
+    }
+
+    fn checkin(&self, session: Session) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(session);
+        }
+        self.freed.notify_one();
+    }
+
+    /// Runs `f` with a borrowed session. If the session turns out to be dead, it is replaced and
+    /// `f` runs once more on the new one.
+    pub fn with_session<T>(
+        &self,
+        f: impl Fn(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let session = self.checkout()?;
+        match f(&session) {
+            Err(e) if session_is_dead(&e) => {
+                tracing::warn!(error = %e, "PKCS#11 session lost; opening a new one");
+                // The dead handle is closed (best effort) before a new one can reuse its number.
+                drop(session);
+                let session = match self.fresh_session() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.replace_lost();
+                        return Err(e);
+                    }
+                };
+                let result = f(&session);
+                self.checkin(session);
+                result
+            }
+            result => {
+                self.checkin(session);
+                result
+            }
+        }
+    }
+
+    /// Keeps the pool at size after a session could not be replaced: tries once more, quietly.
+    fn replace_lost(&self) {
+        if let Ok(s) = self.fresh_session() {
+            self.checkin(s);
+        }
+    }
+}
+
+fn session_is_dead(e: &HsmError) -> bool {
+    matches!(
+        e.rv(),
+        Some(RvError::SessionHandleInvalid | RvError::SessionClosed | RvError::UserNotLoggedIn)
+    )
+}

@@ -1,0 +1,192 @@
+//! Route handlers: parse, authorise, call the service, shape the answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{ApiJson, Problem};
+use crate::config::Role;
+use crate::keys::lifecycle;
+use crate::service::Signed;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignJwtRequest {
+    claims: Map<String, Value>,
+    #[serde(default)]
+    header: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignJwsRequest {
+    payload: String,
+    #[serde(default)]
+    header: Map<String, Value>,
+    #[serde(default)]
+    detached: bool,
+}
+
+fn signed(field: &str, s: Signed) -> Json<Value> {
+    Json(json!({ field: s.token, "kid": s.kid, "alg": s.alg }))
+}
+
+pub async fn sign_jwt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+    ApiJson(req): ApiJson<SignJwtRequest>,
+) -> Result<Json<Value>, Problem> {
+    state.service.key_set(&set)?;
+    caller.may_sign(&set)?;
+    let s = state.service.sign_jwt(&set, req.claims, req.header).await?;
+    tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
+    Ok(signed("jwt", s))
+}
+
+pub async fn sign_jws(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+    ApiJson(req): ApiJson<SignJwsRequest>,
+) -> Result<Json<Value>, Problem> {
+    state.service.key_set(&set)?;
+    caller.may_sign(&set)?;
+    let s = state
+        .service
+        .sign_jws(&set, &req.payload, req.header, req.detached)
+        .await?;
+    tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
+    Ok(signed("jws", s))
+}
+
+pub async fn jwks_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    jwks(&state, None, &headers)
+}
+
+pub async fn jwks_set(
+    State(state): State<AppState>,
+    Path(set): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    jwks(&state, Some(&set), &headers)
+}
+
+fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Response, Problem> {
+    let doc = state.service.jwks(set)?;
+    let max_age = state.service.config.server.jwks_max_age.as_secs();
+    let cache = HeaderValue::try_from(format!("public, max-age={max_age}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
+    let etag = HeaderValue::try_from(doc.etag.as_str()).unwrap_or(HeaderValue::from_static("\"\""));
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == doc.etag || t.trim() == "*");
+    let common = [(header::CACHE_CONTROL, cache), (header::ETAG, etag)];
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    Ok((
+        common,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.body.clone(),
+    )
+        .into_response())
+}
+
+fn rfc3339(t: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub async fn key_sets(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let service = &state.service;
+    let now = service.now();
+    let view = service.view();
+    let sets: Vec<Value> = service
+        .config
+        .key_sets
+        .iter()
+        .map(|s| {
+            let records = view.records(&s.name);
+            let active = lifecycle::active(records, now);
+            let next = lifecycle::next(records, now);
+            json!({
+                "name": s.name,
+                "profile": s.profile.name(),
+                "alg": s.alg.http_name().filter(|_| s.profile == crate::signing::Profile::HttpMessage)
+                    .unwrap_or(s.alg.jose_name()),
+                "hsm": service.backends[s.hsm].config.name,
+                "issuer": s.issuer,
+                "active_kid": active.map(|k| k.kid.clone()),
+                "active_since": active.map(|k| rfc3339(k.activate_at)),
+                "next_kid": next.map(|k| k.kid.clone()),
+                "next_activate_at": next.map(|k| rfc3339(k.activate_at)),
+                "keys": records.len(),
+                "rotation_period": humantime::format_duration(s.policy.rotation_period).to_string(),
+                "min_publish": humantime::format_duration(s.policy.min_publish).to_string(),
+                "retain": humantime::format_duration(s.policy.retain).to_string(),
+                "max_lifetime": humantime::format_duration(s.policy.max_lifetime).to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "key_sets": sets })))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.service.readiness().await;
+    let mut backends = Map::new();
+    for (name, s) in &r.backends {
+        backends.insert(
+            name.clone(),
+            match s {
+                Ok(()) => json!({ "state": "up" }),
+                Err(reason) => json!({ "state": "down", "reason": reason }),
+            },
+        );
+    }
+    let mut sets = Map::new();
+    for (name, kid) in &r.key_sets {
+        sets.insert(
+            name.clone(),
+            match kid {
+                Some(k) => json!({ "active_kid": k }),
+                None => json!({ "active_kid": null, "reason": "no usable active key" }),
+            },
+        );
+    }
+    let ready = r.is_ready();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": match &r.store { Ok(()) => json!({"state": "up"}), Err(e) => json!({"state": "down", "reason": e}) },
+        "backends": backends,
+        "key_sets": sets,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

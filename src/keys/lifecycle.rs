@@ -1,0 +1,200 @@
+//! The key lifecycle rule of DESIGN.md as a pure function of the key rows and the time.
+//!
+//! At time `t`, for one key set:
+//! - the **active** key is the non-revoked key with the greatest `activate_at <= t` (ties: greatest kid);
+//! - a non-revoked key with `activate_at > t` is **next**;
+//! - a key superseded at `s` by a newer key that did become active is **retired** until `s + retain`,
+//!   then **expired**;
+//! - a key is **revoked** from `revoked_at` on.
+//!
+//! Every replica computes the same answer from the same rows and the clock.
+
+use super::KeyRecord;
+
+/// The derived state of a key at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Next,
+    Active,
+    /// Superseded; published until `until`.
+    Retired {
+        until: i64,
+    },
+    Expired {
+        since: i64,
+    },
+    Revoked,
+}
+
+impl KeyState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired { .. } => "retired",
+            Self::Expired { .. } => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Whether the key belongs in the JWKS.
+    pub fn is_published(self) -> bool {
+        matches!(self, Self::Next | Self::Active | Self::Retired { .. })
+    }
+}
+
+impl KeyRecord {
+    pub fn is_revoked_at(&self, t: i64) -> bool {
+        self.revoked_at.is_some_and(|r| r <= t)
+    }
+
+    /// Whether this key was ever the active key (it activated before any revocation).
+    fn ever_activated_by(&self, t: i64) -> bool {
+        self.activate_at <= t && self.revoked_at.is_none_or(|r| r > self.activate_at)
+    }
+
+    fn order(&self) -> (i64, &str) {
+        (self.activate_at, self.kid.as_str())
+    }
+}
+
+/// The active key of one key set's `keys` at `t`.
+pub fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+    keys.iter()
+        .filter(|k| k.activate_at <= t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
+        .max_by(|a, b| a.order().cmp(&b.order()))
+}
+
+/// The next key (the earliest-activating one if several are scheduled).
+pub fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+    keys.iter()
+        .filter(|k| k.activate_at > t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
+        .min_by(|a, b| a.order().cmp(&b.order()))
+}
+
+/// The state of `key` among `keys` (its key set, including itself) at `t`.
+pub fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
+    if key.is_revoked_at(t) {
+        return KeyState::Revoked;
+    }
+    if key.activate_at > t {
+        return KeyState::Next;
+    }
+    if key.destroyed_at.is_none() && active(keys, t).is_some_and(|a| a.kid == key.kid) {
+        return KeyState::Active;
+    }
+    // Superseded at the first activation of a newer key that really became active.
+    let superseded = keys
+        .iter()
+        .filter(|j| j.order() > key.order() && j.ever_activated_by(t))
+        .map(|j| j.activate_at)
+        .min();
+    match superseded {
+        Some(s) if t < s + retain_s && key.destroyed_at.is_none() => KeyState::Retired {
+            until: s + retain_s,
+        },
+        Some(s) => KeyState::Expired {
+            since: s + retain_s,
+        },
+        // Not active and never superseded: only a destroyed key gets here.
+        None => KeyState::Expired {
+            since: key.destroyed_at.unwrap_or(t),
+        },
+    }
+}
+
+/// The published keys of a key set at `t`: active first, then next keys, then retired ones
+/// (newest first).
+pub fn published(keys: &[KeyRecord], retain_s: i64, t: i64) -> Vec<&KeyRecord> {
+    let mut out: Vec<(u8, &KeyRecord)> = keys
+        .iter()
+        .filter_map(|k| {
+            let rank = match state(keys, k, retain_s, t) {
+                KeyState::Active => 0,
+                KeyState::Next => 1,
+                KeyState::Retired { .. } => 2,
+                _ => return None,
+            };
+            Some((rank, k))
+        })
+        .collect();
+    out.sort_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| b.order().cmp(&a.order())));
+    out.into_iter().map(|(_, k)| k).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, activate_at: i64) -> KeyRecord {
+        KeyRecord::for_test(kid, activate_at)
+    }
+
+    const RETAIN: i64 = 100;
+
+    #[test]
+    fn active_next_retired_expired() {
+        let keys = vec![key("a", 0), key("b", 1000), key("c", 2000)];
+        let at = |t| -> Vec<&str> {
+            keys.iter()
+                .map(|k| state(&keys, k, RETAIN, t).name())
+                .collect()
+        };
+        assert_eq!(at(500), ["active", "next", "next"]);
+        assert_eq!(active(&keys, 999).unwrap().kid, "a");
+        assert_eq!(active(&keys, 1000).unwrap().kid, "b");
+        assert_eq!(at(1050), ["retired", "active", "next"]);
+        assert_eq!(at(1100), ["expired", "active", "next"]);
+        assert_eq!(next(&keys, 1100).unwrap().kid, "c");
+        let kids: Vec<_> = published(&keys, RETAIN, 2050)
+            .iter()
+            .map(|k| k.kid.as_str())
+            .collect();
+        assert_eq!(kids, ["c", "b"]);
+    }
+
+    #[test]
+    fn ties_go_to_the_greatest_kid() {
+        let keys = vec![key("x", 10), key("y", 10)];
+        assert_eq!(active(&keys, 10).unwrap().kid, "y");
+        assert_eq!(state(&keys, &keys[0], RETAIN, 10).name(), "retired");
+    }
+
+    #[test]
+    fn revoking_the_active_key_hands_over_to_the_promoted_next_key() {
+        // b was next (activate_at 1000); the revoke at 500 moves b's activation to 500.
+        let mut a = key("a", 0);
+        a.revoked_at = Some(500);
+        let keys = vec![a, key("b", 500), key("c", 2000)];
+        assert_eq!(active(&keys, 500).unwrap().kid, "b");
+        let kids: Vec<_> = published(&keys, RETAIN, 500)
+            .iter()
+            .map(|k| k.kid.as_str())
+            .collect();
+        assert_eq!(kids, ["b", "c"]);
+        assert_eq!(state(&keys, &keys[0], RETAIN, 499).name(), "active");
+        assert_eq!(state(&keys, &keys[0], RETAIN, 500).name(), "revoked");
+    }
+
+    #[test]
+    fn a_revoked_next_key_supersedes_nothing() {
+        let mut b = key("b", 1000);
+        b.revoked_at = Some(900);
+        let keys = vec![key("a", 0), b];
+        assert_eq!(active(&keys, 1500).unwrap().kid, "a");
+        assert_eq!(state(&keys, &keys[0], RETAIN, 1500).name(), "active");
+        assert_eq!(state(&keys, &keys[1], RETAIN, 1500).name(), "revoked");
+    }
+
+    #[test]
+    fn retired_key_stays_retired_after_its_successor_is_revoked() {
+        let mut b = key("b", 1000);
+        b.revoked_at = Some(1010);
+        let keys = vec![key("a", 0), b, key("c", 1010)];
+        assert_eq!(
+            state(&keys, &keys[0], RETAIN, 1050),
+            KeyState::Retired { until: 1100 }
+        );
+        assert_eq!(active(&keys, 1050).unwrap().kid, "c");
+    }
+}

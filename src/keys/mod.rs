@@ -1,0 +1,79 @@
+//! Keys as plain data: the stored record of each key, the lifecycle rule over those records, and
+//! the [`Store`] trait that persists them (SQLite now; PostgreSQL behind the same trait).
+//!
+//! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
+
+pub mod lifecycle;
+mod sqlite;
+mod store;
+
+use serde_json::{Map, Value};
+
+pub use lifecycle::KeyState;
+pub use sqlite::SqliteStore;
+pub use store::{Store, StoreError, open_store};
+
+/// How a key came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Generated,
+    Imported,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Generated => "generated",
+            Self::Imported => "imported",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "generated" => Some(Self::Generated),
+            "imported" => Some(Self::Imported),
+            _ => None,
+        }
+    }
+}
+
+/// One key as stored. Times are unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub key_set: String,
+    pub kid: String,
+    /// JOSE `alg` of the key's JWK.
+    pub alg: String,
+    /// The `[[hsm]]` backend that holds the private key.
+    pub hsm: String,
+    /// `CKA_ID` of the key pair in the token.
+    pub hsm_id: Vec<u8>,
+    /// Public members of the JWK (no `kid`/`alg`/`use`).
+    pub public_jwk: Map<String, Value>,
+    pub origin: Origin,
+    pub created_at: i64,
+    pub activate_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<String>,
+    pub destroyed_at: Option<i64>,
+}
+
+impl KeyRecord {
+    #[cfg(test)]
+    pub fn for_test(kid: &str, activate_at: i64) -> Self {
+        KeyRecord {
+            key_set: "set".into(),
+            kid: kid.into(),
+            alg: "ES256".into(),
+            hsm: "primary".into(),
+            hsm_id: kid.as_bytes().to_vec(),
+            public_jwk: Map::new(),
+            origin: Origin::Generated,
+            created_at: activate_at,
+            activate_at,
+            revoked_at: None,
+            revoke_reason: None,
+            destroyed_at: None,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Key generation in the HSM and the start-up/scheduler rule that every key set has an active
+//! key and exactly one next key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::hsm_signer::{self, key_spec, public_key, scheme};
+use super::{Service, ServiceError};
+use crate::config::KeySetConfig;
+use crate::keys::{KeyRecord, Origin, lifecycle};
+use crate::signing::SignError;
+
+/// Generation can take seconds for RSA on a busy token.
+const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+impl Service {
+    /// Gives `set` an active key (only when it has none at all: the bootstrap of a new key set)
+    /// and a next key (when none is scheduled).
+    pub async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
+        let now = self.now();
+        let records = self.records(&set.name);
+        let active = lifecycle::active(&records, now).cloned();
+        let next = lifecycle::next(&records, now).cloned();
+        let active = match (active, next) {
+            (Some(a), _) => a,
+            (None, None) => {
+                tracing::info!(key_set = %set.name, "no key yet: generating the first active key");
+                self.generate(set, now).await?
+            }
+            (None, Some(n)) => {
+                tracing::warn!(key_set = %set.name, next = %n.kid, activate_at = n.activate_at,
+                    "key set has no active key until its next key activates");
+                return Ok(());
+            }
+        };
+        if lifecycle::next(&self.records(&set.name), now).is_none() {
+            let activate_at = (active.activate_at + set.policy.rotation_period.as_secs() as i64)
+                .max(now + set.policy.min_publish.as_secs() as i64);
+            tracing::info!(key_set = %set.name, activate_at, "generating the next key");
+            self.generate(set, activate_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Generates a key pair for `set` in its HSM, names it after its kid, stores its record and
+    /// reloads the view. A pair whose record cannot be stored is destroyed again.
+    pub async fn generate(
+        &self,
+        set: &KeySetConfig,
+        activate_at: i64,
+    ) -> Result<KeyRecord, ServiceError> {
+        let slot = self.backend_of(set);
+        let spec = key_spec(set.alg, set.rsa_bits);
+        let now = self.now();
+        let pending_id = format!(
+            "signet-pending-{now}-{}-{}",
+            std::process::id(),
+            PENDING.fetch_add(1, Ordering::Relaxed)
+        )
+        .into_bytes();
+        let set_name = set.name.clone();
+        let alg = set.alg;
+        let (hsm_id, public) = slot
+            .run_for(GENERATE_TIMEOUT, move |b| {
+                b.check_support(spec, scheme(alg)).map_err(hsm_signer::sign_error)?;
+                let pending_label = format!("signet/{set_name}/pending");
+                let public = b
+                    .generate(spec, &pending_id, &pending_label)
+                    .map_err(hsm_signer::sign_error)?;
+                let public = public_key(public);
+                let kid = public.thumbprint();
+                let label = format!("signet/{set_name}/{kid}");
+                // Some HSMs refuse to change CKA_ID after generation: then the pending id stays
+                // and the store remembers it.
+                let id = match b.relabel(&pending_id, kid.as_bytes(), &label) {
+                    Ok(()) => kid.into_bytes(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot set CKA_ID/CKA_LABEL; keeping the generation-time id");
+                        pending_id
+                    }
+                };
+                Ok::<_, SignError>((id, public))
+            })
+            .await?;
+        let record = KeyRecord {
+            key_set: set.name.clone(),
+            kid: public.thumbprint(),
+            alg: set.alg.jose_name().to_string(),
+            hsm: slot.config.name.clone(),
+            hsm_id: hsm_id.clone(),
+            public_jwk: public.jwk_members(),
+            origin: Origin::Generated,
+            created_at: now,
+            activate_at,
+            revoked_at: None,
+            revoke_reason: None,
+            destroyed_at: None,
+        };
+        if let Err(e) = self.store.insert_key(&record).await {
+            tracing::error!(kid = %record.kid, error = %e, "cannot store the new key; destroying it");
+            let _ = slot
+                .run(move |b| b.destroy(&hsm_id).map_err(hsm_signer::sign_error))
+                .await;
+            return Err(e.into());
+        }
+        tracing::info!(key_set = %set.name, kid = %record.kid, activate_at, "key generated in the HSM");
+        self.reload().await?;
+        Ok(record)
+    }
+}

@@ -1,0 +1,105 @@
+//! JWS signing: algorithms, profiles, the [`Sign`] seam every key implements, the JWS/JWT layer
+//! on josekit and the RFC 9421 HTTP message signature layer.
+//!
+//! Knows neither axum nor cryptoki: an HSM key reaches this layer only as an `Arc<dyn Sign>`.
+
+mod alg;
+pub mod jwk;
+pub mod jws;
+mod profile;
+pub mod software;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use alg::{Algorithm, KeyKind};
+pub use jwk::PublicKey;
+pub use profile::{ClaimPolicy, PolicyError, Profile};
+
+/// The one capability a key offers this layer: sign a message with its algorithm's full procedure
+/// (hashing included). Blocking; callers run it off the async executor.
+pub trait Sign: Send + Sync + fmt::Debug {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+/// Why a signature could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The key's backend is down or not logged in; retrying later may work.
+    #[error("key backend unavailable: {0}")]
+    Unavailable(String),
+    /// Every backend session is busy and none came free within the deadline.
+    #[error("key backend busy")]
+    Busy,
+    /// The backend did not answer within its operation timeout.
+    #[error("key backend timed out")]
+    Timeout,
+    /// The backend refused the operation.
+    #[error("key backend failed: {0}")]
+    Failed(String),
+    /// The signature did not verify with the key's public key (fault-attack defence); it was not
+    /// returned.
+    #[error("signature self-check failed for kid {0}")]
+    SelfCheckFailed(String),
+    /// The key itself is unusable (bad public key, unsupported algorithm).
+    #[error("key unusable: {0}")]
+    Key(String),
+}
+
+/// A key ready to sign: its kid, algorithm, public key, and the backend behind it.
+#[derive(Clone)]
+pub struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    public: PublicKey,
+    signer: Arc<dyn Sign>,
+    verifier: Arc<dyn josekit::jws::JwsVerifier>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn new(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        public: PublicKey,
+        signer: Arc<dyn Sign>,
+    ) -> Result<Self, SignError> {
+        let verifier = jws::verifier(alg, &public)?;
+        Ok(Self {
+            kid: kid.into(),
+            alg,
+            public,
+            signer,
+            verifier,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Signs `msg` and returns the signature only if it verifies with the public key.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        let sig = self.signer.sign(msg)?;
+        self.verifier
+            .verify(msg, &sig)
+            .map_err(|_| SignError::SelfCheckFailed(self.kid.clone()))?;
+        Ok(sig)
+    }
+}
