@@ -13,7 +13,8 @@ use crate::service::{Service, SystemClock};
 pub fn run(config: Config) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,cryptoki=off")),
         )
         .with_writer(std::io::stderr)
         .init();

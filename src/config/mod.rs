@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::signing::{Algorithm, Profile};
 
-pub use validate::parse_duration;
+pub use validate::{format_duration, parse_duration};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

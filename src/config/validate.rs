@@ -369,7 +369,23 @@ fn key_set(
 }
 
 fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    format_duration(d)
+}
+
+/// Formats a duration in the config's own units, largest whole unit first ("90d", "1h5m", "30s").
+pub fn format_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
 }
 
 fn client(i: usize, raw: &RawClient, key_sets: &[KeySetConfig]) -> Result<ClientConfig> {

@@ -140,10 +140,10 @@ pub async fn key_sets(
                 "next_kid": next.map(|k| k.kid.clone()),
                 "next_activate_at": next.map(|k| rfc3339(k.activate_at)),
                 "keys": records.len(),
-                "rotation_period": humantime::format_duration(s.policy.rotation_period).to_string(),
-                "min_publish": humantime::format_duration(s.policy.min_publish).to_string(),
-                "retain": humantime::format_duration(s.policy.retain).to_string(),
-                "max_lifetime": humantime::format_duration(s.policy.max_lifetime).to_string(),
+                "rotation_period": crate::config::format_duration(s.policy.rotation_period) ,
+                "min_publish": crate::config::format_duration(s.policy.min_publish) ,
+                "retain": crate::config::format_duration(s.policy.retain) ,
+                "max_lifetime": crate::config::format_duration(s.policy.max_lifetime) ,
             })
         })
         .collect();

@@ -174,10 +174,10 @@ impl Profile {
         }
         for name in ["sub", "jti", "client_id", "sid", "nonce", "azp"] {
             if let Some(v) = claims.get(name)
-                && !v.as_str().is_some_and(|s| !s.is_empty())
+                && v.as_str().is_none_or(str::is_empty)
             {
                 return Err(PolicyError::ClaimInvalid(
-                    static_name(name),
+                    name,
                     "must be a non-empty string",
                 ));
             }
@@ -224,13 +224,6 @@ impl Profile {
             _ => Ok(()),
         }
     }
-}
-
-fn static_name(name: &str) -> &'static str {
-    ["sub", "jti", "client_id", "sid", "nonce", "azp"]
-        .into_iter()
-        .find(|n| *n == name)
-        .unwrap_or("claim")
 }
 
 fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, PolicyError> {

@@ -1,1 +1,131 @@
+use super::*;
+use serde_json::json;
 
+const NOW: i64 = 1_800_000_000;
+
+fn policy() -> ClaimPolicy<'static> {
+    ClaimPolicy {
+        issuer: "https://as.example.com",
+        max_lifetime_s: 3600,
+        clock_skew_s: 60,
+    }
+}
+
+fn map(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn check(p: Profile, claims: Value) -> Result<(), PolicyError> {
+    p.check_claims(&map(claims), &policy(), NOW)
+}
+
+fn id_token() -> Value {
+    json!({"iss": "https://as.example.com", "sub": "a", "aud": ["c1", "c2"], "iat": NOW, "exp": NOW + 3600})
+}
+
+#[test]
+fn valid_tokens_pass() {
+    check(Profile::IdToken, id_token()).unwrap();
+    check(
+        Profile::Jarm,
+        json!({"iss": "https://as.example.com", "aud": "c", "exp": NOW + 60}),
+    )
+    .unwrap();
+    check(
+        Profile::Introspection,
+        json!({"iss": "https://as.example.com", "aud": "rs", "iat": NOW,
+               "token_introspection": {"active": false}}),
+    )
+    .unwrap();
+    check(
+        Profile::LogoutToken,
+        json!({"iss": "https://as.example.com", "aud": "c", "iat": NOW, "jti": "j", "sid": "s",
+               "events": {BACKCHANNEL_LOGOUT_EVENT: {}}}),
+    )
+    .unwrap();
+    check(Profile::Generic, json!({})).unwrap();
+}
+
+#[test]
+fn time_rules() {
+    let mut c = id_token();
+    c["exp"] = json!(NOW + 3601);
+    assert_eq!(
+        check(Profile::IdToken, c).unwrap_err(),
+        PolicyError::LifetimeExceeded(3601, 3600)
+    );
+    let mut c = id_token();
+    c["iat"] = json!(NOW - 61);
+    c["exp"] = json!(NOW + 60);
+    assert_eq!(
+        check(Profile::IdToken, c).unwrap_err().code(),
+        "iat_out_of_range"
+    );
+    let mut c = id_token();
+    c["iat"] = json!(NOW + 60);
+    c["exp"] = json!(NOW + 120);
+    check(Profile::IdToken, c).unwrap();
+    // JARM has no iat: the lifetime counts from now.
+    let jarm = json!({"iss": "https://as.example.com", "aud": "c", "exp": NOW + 3700});
+    assert_eq!(
+        check(Profile::Jarm, jarm).unwrap_err().code(),
+        "lifetime_exceeded"
+    );
+    let mut c = id_token();
+    c["exp"] = json!(-5);
+    assert_eq!(
+        check(Profile::IdToken, c).unwrap_err().code(),
+        "claim_invalid"
+    );
+}
+
+#[test]
+fn header_rules() {
+    assert_eq!(
+        Profile::AccessToken.header(&Map::new()).unwrap()["typ"],
+        "at+jwt"
+    );
+    let ok = Profile::AccessToken
+        .header(&map(json!({"typ": "application/at+JWT"})))
+        .unwrap();
+    assert_eq!(ok["typ"], "at+jwt");
+    for member in ["alg", "kid", "jku", "x5u", "jwk", "crit", "x5c"] {
+        let h = map(json!({member: "x"}));
+        assert_eq!(
+            Profile::Generic.header(&h).unwrap_err().code(),
+            "header_forbidden",
+            "{member}"
+        );
+        assert_eq!(
+            Profile::IdToken.header(&h).unwrap_err().code(),
+            "header_forbidden",
+            "{member}"
+        );
+    }
+    assert_eq!(
+        Profile::IdToken
+            .header(&map(json!({"cty": "JWT"})))
+            .unwrap_err()
+            .code(),
+        "header_not_allowed"
+    );
+    let generic = Profile::Generic
+        .header(&map(json!({"cty": "json", "typ": "x"})))
+        .unwrap();
+    assert_eq!(generic.len(), 2);
+}
+
+#[test]
+fn names_round_trip() {
+    for p in [
+        Profile::IdToken,
+        Profile::AccessToken,
+        Profile::Jarm,
+        Profile::Introspection,
+        Profile::LogoutToken,
+        Profile::HttpMessage,
+        Profile::Generic,
+    ] {
+        assert_eq!(Profile::from_name(p.name()), Some(p));
+    }
+}
