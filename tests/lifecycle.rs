@@ -284,16 +284,41 @@ async fn editing_or_deleting_an_audit_row_makes_verify_fail_at_that_row() {
     let token = Token::new("life-audit");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let audited = Set {
+        name: "id",
+        profile: "id_token",
+        alg: "ES256",
+        extra: "audit_signatures = true",
+    };
     let cfg = fast_config(
         &token,
         dir.path(),
         port,
-        &[
-            set("id", "id_token", "ES256"),
-            set("at", "access_token", "ES256"),
-        ],
+        &[audited, set("at", "access_token", "ES256")],
     );
     let signet = Signet::start(&token, dir.path(), port, &cfg).await;
+
+    // Per-signature records: kid, key set, profile, client and a digest of the signing input only.
+    let signed = sign(&signet).await;
+    let jwt = signed["jwt"].as_str().unwrap();
+    let input = jwt.rsplit_once('.').unwrap().0;
+    let (_, out, _) = cli(&signet, ADMIN_TOKEN, &["audit", "list", "--json"]);
+    let events: Value = serde_json::from_str(&out).unwrap();
+    let record = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "signed")
+        .unwrap();
+    assert_eq!(record["kid"], signed["kid"]);
+    assert_eq!(record["actor"], "signer");
+    assert_eq!(record["detail"]["profile"], "id_token");
+    assert_eq!(record["detail"]["input_sha256"], sha256_hex(input));
+    assert!(
+        !out.contains(input.split('.').nth(1).unwrap()),
+        "the payload is never recorded"
+    );
+
     let (code, out, err) = cli(&signet, ADMIN_TOKEN, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
     let n: usize = out
