@@ -64,7 +64,10 @@ async fn three_rotation_periods_with_a_moved_clock() {
             &format!("min_publish = \"{MIN_PUBLISH}s\""),
         )
         .replace("retain = \"1h2m\"", &format!("retain = \"{RETAIN}s\""))
-        .replace("max_lifetime = \"1h\"", "max_lifetime = \"10s\"");
+        .replace(
+            "max_lifetime = \"1h\"",
+            "max_lifetime = \"10s\"\ndestroy_after = \"20s\"",
+        );
     let config = Config::from_toml(&text, "rotation.toml", std::iter::empty()).unwrap();
     let store = open_store(&config.store.url).await.unwrap();
     let t0 = 1_900_000_000;
@@ -122,6 +125,21 @@ async fn three_rotation_periods_with_a_moved_clock() {
         5,
         "three rotations: keys 0..=3 signed, key 4 is next"
     );
+    // destroy_after: a key expires `RETAIN` after it is superseded and its private object goes
+    // 20 s later; the public key stays in the store.
+    let records = service.records("id");
+    let destroyed: Vec<bool> = kids
+        .iter()
+        .map(|k| {
+            records
+                .iter()
+                .find(|r| &r.kid == k)
+                .unwrap()
+                .destroyed_at
+                .is_some()
+        })
+        .collect();
+    assert_eq!(destroyed, [true, true, false, false, false]);
     let distinct: BTreeSet<_> = signed_by.iter().collect();
     assert_eq!(distinct.len(), 4);
 
@@ -194,6 +212,7 @@ async fn three_rotation_periods_with_a_moved_clock() {
     let count = |action: &str| events.iter().filter(|e| e.action == action).count();
     assert_eq!(count("key_generated"), 7);
     assert_eq!(count("rotated"), 2);
+    assert_eq!(count("destroyed"), 2);
     assert!(count("activated") >= 4);
     assert_eq!(service.audit_verify().await.unwrap(), Ok(events.len()));
 }
