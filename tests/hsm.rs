@@ -102,13 +102,7 @@ fn keys_are_generated_sensitive_and_sign_with_every_scheme() {
             let (b, id) = (backend.clone(), kid.clone());
             std::thread::spawn(move || {
                 for _ in 0..20 {
-                    let scheme = match b.public_key(&id).unwrap() {
-                        signet::hsm::PublicKey::EcP256 { .. } => SignScheme::EcdsaSha256,
-                        signet::hsm::PublicKey::EcP384 { .. } => SignScheme::EcdsaSha384,
-                        signet::hsm::PublicKey::Ed25519 { .. } => SignScheme::Ed25519,
-                        signet::hsm::PublicKey::Rsa { .. } => SignScheme::RsaPssSha256,
-                    };
-                    b.sign(&id, scheme, b"x").unwrap();
+                    b.sign(&id, scheme_of(&b, &id), b"x").unwrap();
                 }
             })
         })
@@ -116,6 +110,33 @@ fn keys_are_generated_sensitive_and_sign_with_every_scheme() {
     for h in handles {
         h.join().unwrap();
     }
+    // Sessions closed behind Signet's back (C_CloseAllSessions from elsewhere in the process,
+    // which also logs the application out): the next call replaces the session, logs in again
+    // and succeeds.
+    let slot = backend.description().slot;
+    let raw = unsafe { cryptoki_sys::Pkcs11::new(SOFTHSM) }.expect("load SoftHSM again");
+    assert_eq!(
+        unsafe { raw.C_CloseAllSessions(slot as _) },
+        cryptoki_sys::CKR_OK
+    );
+    for _ in 0..4 {
+        backend
+            .sign(&kid, scheme_of(&backend, &kid), b"after close")
+            .expect("recovered");
+    }
+    // Logged out behind Signet's back (login is per application): it logs in again.
+    {
+        let other = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
+        let s = other
+            .open_ro_session(cryptoki::slot::Slot::try_from(slot).unwrap())
+            .unwrap();
+        s.logout().unwrap();
+        std::mem::forget(s);
+    }
+    backend
+        .sign(&kid, scheme_of(&backend, &kid), b"after logout")
+        .expect("logged in again");
+
     // Destroying removes the private object; signing then fails cleanly.
     backend.destroy(&kid).unwrap();
     assert!(backend.private_attributes(&kid).is_err());
@@ -124,4 +145,13 @@ fn keys_are_generated_sensitive_and_sign_with_every_scheme() {
         backend.list_ids("signet/test/").unwrap().len(),
         cases.len() - 1
     );
+}
+
+fn scheme_of(backend: &Backend, id: &[u8]) -> SignScheme {
+    match backend.public_key(id).unwrap() {
+        signet::hsm::PublicKey::EcP256 { .. } => SignScheme::EcdsaSha256,
+        signet::hsm::PublicKey::EcP384 { .. } => SignScheme::EcdsaSha384,
+        signet::hsm::PublicKey::Ed25519 { .. } => SignScheme::Ed25519,
+        signet::hsm::PublicKey::Rsa { .. } => SignScheme::RsaPssSha256,
+    }
 }

@@ -121,7 +121,7 @@ fn hsm_info(config: &Config) -> ExitCode {
                 continue;
             }
         };
-        let slot = BackendSlot::new(h.clone(), pin);
+        let slot = std::sync::Arc::new(BackendSlot::new(h.clone(), pin));
         slot.open_if_down();
         let backend = match slot.state() {
             BackendState::Up(b) => b,

@@ -55,6 +55,8 @@ pub struct HsmConfig {
     pub pin: PinSource,
     pub sessions: usize,
     pub op_timeout: Duration,
+    /// Operations that may wait for a session; more get 503 at once.
+    pub max_queue: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

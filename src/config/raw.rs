@@ -46,6 +46,7 @@ pub struct RawHsm {
     pub pin_file: Option<String>,
     pub sessions: Option<usize>,
     pub op_timeout: Option<String>,
+    pub max_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,7 @@ const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 const DEFAULT_KEY_REFRESH: &str = "5s";
 const DEFAULT_SESSIONS: usize = 4;
 const DEFAULT_OP_TIMEOUT: &str = "2s";
+const DEFAULT_MAX_QUEUE_PER_SESSION: usize = 64;
 const DEFAULT_MAX_LIFETIME: &str = "1h";
 const DEFAULT_CLOCK_SKEW: &str = "60s";
 const DEFAULT_RSA_BITS: u32 = 2048;
@@ -209,6 +210,9 @@ fn hsm(i: usize, raw: &RawHsm) -> Result<HsmConfig> {
             raw.op_timeout.as_deref(),
             DEFAULT_OP_TIMEOUT,
         )?,
+        max_queue: raw
+            .max_queue
+            .unwrap_or(DEFAULT_MAX_QUEUE_PER_SESSION * sessions),
     })
 }
 

@@ -56,6 +56,8 @@ pub enum HsmError {
     Unsupported(String),
     #[error("no PKCS#11 session came free within the deadline")]
     Busy,
+    #[error("the HSM did not answer within {0:?}")]
+    Unresponsive(std::time::Duration),
     #[error("malformed key object: {0}")]
     Malformed(String),
 }
@@ -83,22 +85,24 @@ impl HsmError {
 
     /// Whether the device or its connection is gone (as opposed to a refused operation).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::TokenNotFound(_) | Self::Module { .. })
-            || matches!(
-                self.rv(),
-                Some(
-                    RvError::DeviceError
-                        | RvError::DeviceRemoved
-                        | RvError::DeviceMemory
-                        | RvError::TokenNotPresent
-                        | RvError::TokenNotRecognized
-                        | RvError::UserNotLoggedIn
-                        | RvError::CryptokiNotInitialized
-                        | RvError::SessionHandleInvalid
-                        | RvError::SessionClosed
-                        | RvError::GeneralError
-                )
+        matches!(
+            self,
+            Self::TokenNotFound(_) | Self::Module { .. } | Self::Unresponsive(_)
+        ) || matches!(
+            self.rv(),
+            Some(
+                RvError::DeviceError
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceMemory
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::UserNotLoggedIn
+                    | RvError::CryptokiNotInitialized
+                    | RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::GeneralError
             )
+        )
     }
 }
 
@@ -123,6 +127,8 @@ pub struct Backend {
     pool: Pool,
     handles: Mutex<HashMap<Vec<u8>, ObjectHandle>>,
     description: TokenDescription,
+    /// Whether this context's C_Initialize did the initialising (and so may finalise).
+    initialized_here: bool,
 }
 
 impl fmt::Debug for Backend {
@@ -142,13 +148,28 @@ impl Backend {
             source,
         };
         let pkcs11 = Pkcs11::new(&config.module).map_err(module_err)?;
-        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(module_err(e)),
-        }
-        let (slot, description) = find_token(&pkcs11, &config)?;
+        let initialized_here =
+            match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(()) => true,
+                Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
+                Err(e) => return Err(module_err(e)),
+            };
+        let opened = find_token(&pkcs11, &config).and_then(|(slot, description)| {
+            let pool = Pool::open(&pkcs11, slot, config.sessions, pin, config.checkout_timeout)?;
+            Ok((slot, description, pool))
+        });
+        let (slot, description, pool) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                // A module initialised while its device was away may never see it come back
+                // (p11-kit-client): finalise so that the next attempt starts afresh.
+                if initialized_here {
+                    let _ = pkcs11.finalize();
+                }
+                return Err(e);
+            }
+        };
         let mechanisms = description.mechanisms.clone();
-        let pool = Pool::open(&pkcs11, slot, config.sessions, pin, config.checkout_timeout)?;
         Ok(Backend {
             config,
             pkcs11,
@@ -157,7 +178,18 @@ impl Backend {
             pool,
             handles: Mutex::new(HashMap::new()),
             description,
+            initialized_here,
         })
+    }
+
+    /// Takes a failed context out of the process: its sessions are forgotten (closing them after
+    /// a re-initialise could close a new session that reused the handle) and the module is
+    /// finalised. Only call this when no other thread is inside a call on it.
+    pub fn shutdown(self) {
+        self.pool.forget_all();
+        if self.initialized_here {
+            let _ = self.pkcs11.finalize();
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -86,6 +86,15 @@ impl Pool {
         self.freed.notify_one();
     }
 
+    /// Forgets every idle session without closing it (see `Backend::shutdown`).
+    pub fn forget_all(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            for s in idle.drain(..) {
+                std::mem::forget(s);
+            }
+        }
+    }
+
     /// Runs `f` with a borrowed session. If the session turns out to be dead, it is replaced and
     /// `f` runs once more on the new one.
     pub fn with_session<T>(
@@ -109,11 +118,34 @@ impl Pool {
                 self.checkin(session);
                 result
             }
+            Err(e) if !self.logged_in(&session) => {
+                // Someone logged the application out (login is per application): log in again.
+                tracing::warn!(error = %e, "PKCS#11 user logged out; logging in again");
+                let result = match session.login(UserType::User, Some(&self.pin)) {
+                    Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => f(&session),
+                    Err(login) => Err(HsmError::Login(login)),
+                };
+                self.checkin(session);
+                result
+            }
             result => {
                 self.checkin(session);
                 result
             }
         }
+    }
+
+    fn logged_in(&self, session: &Session) -> bool {
+        use cryptoki::session::SessionState;
+        session
+            .get_session_info()
+            .map(|i| {
+                matches!(
+                    i.session_state(),
+                    SessionState::RwUser | SessionState::RoUser
+                )
+            })
+            .unwrap_or(true)
     }
 
     /// Keeps the pool at size after a session could not be replaced: tries once more, quietly.

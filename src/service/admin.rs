@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::hsm_signer::{self, fits, public_key};
+use super::hsm_signer::{fits, public_key};
 use super::keygen::SCHEDULER;
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
@@ -224,7 +224,7 @@ impl Service {
             ImportBy::Label(l) => Lookup::Label(l.clone()),
         };
         let found = slot
-            .run(move |b| {
+            .with_backend(slot.config.op_timeout, move |b| {
                 let read = move || -> Result<_, crate::hsm::HsmError> {
                     let id = match lookup {
                         Lookup::Id(id) => id,
@@ -246,7 +246,7 @@ impl Service {
                 match read() {
                     Ok(v) => Ok(Ok(v)),
                     Err(crate::hsm::HsmError::KeyNotFound(what)) => Ok(Err(what)),
-                    Err(e) => Err(hsm_signer::sign_error(e)),
+                    Err(e) => Err(e),
                 }
             })
             .await?;
@@ -375,12 +375,12 @@ impl Service {
             ));
         }
         let id = key.hsm_id.clone();
-        let gone = self
-            .backend_of(cfg)
-            .run(move |b| match b.destroy(&id) {
+        let slot = self.backend_of(cfg);
+        let gone = slot
+            .with_backend(slot.config.op_timeout, move |b| match b.destroy(&id) {
                 Ok(()) => Ok(false),
                 Err(crate::hsm::HsmError::KeyNotFound(_)) => Ok(true),
-                Err(e) => Err(hsm_signer::sign_error(e)),
+                Err(e) => Err(e),
             })
             .await?;
         let event = NewEvent::new(now, actor, "destroyed")

@@ -1,16 +1,18 @@
-//! The configured HSM backends and their state. A backend that cannot be opened is `Down` with a
-//! reason, and is retried by the refresh loop: the service starts and stays up without its HSM,
-//! answering 503 for the key sets that need it.
+//! The configured HSM backends and their state. A backend that cannot be opened, or that fails
+//! with a device-level error (`CKR_DEVICE_ERROR`, `CKR_TOKEN_NOT_PRESENT`, a dead RPC...), is
+//! `Down` with a reason: requests for its key sets fail fast with 503 while a recovery task
+//! re-initialises the module and logs in again with backoff. The process never restarts for it.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::config::{HsmConfig, PinSource, TokenSelector};
-use crate::hsm::{Backend, BackendConfig};
+use crate::hsm::{Backend, BackendConfig, HsmError};
 use crate::signing::SignError;
 
 /// Why the service cannot start: a PIN source that is not there.
@@ -59,25 +61,46 @@ pub enum BackendState {
     Down(String),
 }
 
+/// Recovery backoff: first retry after `BACKOFF_START`, doubling up to `BACKOFF_MAX`.
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// One `[[hsm]]`: its configuration, PIN, state, and the permits that bound how many operations
-/// wait on it at once.
+/// run (`sessions`) and wait (`max_queue`) on it at once.
 #[derive(Debug)]
 pub struct BackendSlot {
     pub config: HsmConfig,
     pin: SecretString,
     state: RwLock<BackendState>,
+    /// The context a failure took down, kept until it can be finalised safely.
+    stale: Mutex<Option<Arc<Backend>>>,
+    /// Serialises (re)opening.
+    opening: Mutex<()>,
+    recovering: AtomicBool,
     pub permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_queue: usize,
 }
 
 impl BackendSlot {
     pub fn new(config: HsmConfig, pin: SecretString) -> Self {
         let permits = Arc::new(Semaphore::new(config.sessions));
+        let max_queue = config.max_queue;
         Self {
             config,
             pin,
             state: RwLock::new(BackendState::Down("not opened yet".into())),
+            stale: Mutex::new(None),
+            opening: Mutex::new(()),
+            recovering: AtomicBool::new(false),
             permits,
+            waiting: AtomicUsize::new(0),
+            max_queue,
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
     }
 
     pub fn state(&self) -> BackendState {
@@ -85,6 +108,12 @@ impl BackendSlot {
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|_| BackendState::Down("state lock poisoned".into()))
+    }
+
+    fn set_state(&self, s: BackendState) {
+        if let Ok(mut state) = self.state.write() {
+            *state = s;
+        }
     }
 
     pub fn up(&self) -> Result<Arc<Backend>, SignError> {
@@ -97,11 +126,98 @@ impl BackendSlot {
         }
     }
 
-    /// Opens the backend if it is down. Blocking.
-    pub fn open_if_down(&self) -> bool {
-        if matches!(self.state(), BackendState::Up(_)) {
-            return false;
+    /// Operations waiting for a permit, and operations running (for metrics).
+    pub fn load(&self) -> (usize, usize) {
+        let running = self.config.sessions - self.permits.available_permits();
+        (self.waiting.load(Ordering::Relaxed), running)
+    }
+
+    /// Takes `backend` out of service after `error`, unless a newer context already replaced it,
+    /// and starts the recovery task.
+    pub fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: &HsmError) {
+        {
+            let Ok(mut state) = self.state.write() else {
+                return;
+            };
+            match &*state {
+                BackendState::Up(current) if Arc::ptr_eq(current, backend) => {
+                    tracing::error!(hsm = %self.config.name, error = %error,
+                        "HSM backend failed; failing fast and recovering");
+                    metrics::counter!("signet_hsm_failures_total", "hsm" => self.config.name.clone())
+                        .increment(1);
+                    if let Ok(mut stale) = self.stale.lock() {
+                        *stale = Some(current.clone());
+                    }
+                    *state = BackendState::Down(error.to_string());
+                }
+                _ => return,
+            }
         }
+        self.spawn_recovery();
+    }
+
+    /// Re-opens the backend in the background with backoff until it is up again.
+    fn spawn_recovery(self: &Arc<Self>) {
+        if self.recovering.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.recovering.store(false, Ordering::SeqCst);
+            return;
+        };
+        let slot = self.clone();
+        runtime.spawn(async move {
+            let mut backoff = BACKOFF_START;
+            loop {
+                tokio::time::sleep(backoff).await;
+                let s = slot.clone();
+                let opened = tokio::task::spawn_blocking(move || s.open_if_down()).await;
+                if matches!(slot.state(), BackendState::Up(_)) || opened.is_err() {
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            slot.recovering.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Finalises the context a failure took down, once no call is inside it. A context some
+    /// thread is still stuck in (a hung HSM) is leaked, never finalised under that thread.
+    fn retire_stale(&self) {
+        let Some(stale) = self.stale.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let deadline = Instant::now() + self.config.op_timeout;
+        let mut stale = stale;
+        loop {
+            match Arc::try_unwrap(stale) {
+                Ok(backend) => {
+                    backend.shutdown();
+                    return;
+                }
+                Err(still_used) if Instant::now() < deadline => {
+                    stale = still_used;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(still_used) => {
+                    tracing::warn!(hsm = %self.config.name,
+                        "a call is still inside the failed PKCS#11 context; leaking it");
+                    std::mem::forget(still_used);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens the backend if it is down. Blocking. Returns whether it is up afterwards.
+    pub fn open_if_down(&self) -> bool {
+        let Ok(_opening) = self.opening.lock() else {
+            return false;
+        };
+        if matches!(self.state(), BackendState::Up(_)) {
+            return true;
+        }
+        self.retire_stale();
         let (token_label, token_serial) = match &self.config.token {
             TokenSelector::Label(l) => (Some(l.clone()), None),
             TokenSelector::Serial(s) => (None, Some(s.clone())),
@@ -114,51 +230,86 @@ impl BackendSlot {
             sessions: self.config.sessions,
             checkout_timeout: self.config.op_timeout,
         };
-        let new_state = match Backend::open(cfg, self.pin.clone()) {
+        match Backend::open(cfg, self.pin.clone()) {
             Ok(b) => {
                 tracing::info!(hsm = %self.config.name, slot = b.description().slot,
                     token = %b.description().label, "HSM backend logged in");
-                BackendState::Up(Arc::new(b))
+                metrics::counter!("signet_hsm_recoveries_total", "hsm" => self.config.name.clone())
+                    .increment(1);
+                self.set_state(BackendState::Up(Arc::new(b)));
+                true
             }
             Err(e) => {
-                tracing::error!(hsm = %self.config.name, error = %e, "HSM backend unavailable");
-                BackendState::Down(e.to_string())
+                tracing::warn!(hsm = %self.config.name, error = %e, "HSM backend unavailable");
+                self.set_state(BackendState::Down(e.to_string()));
+                false
             }
-        };
-        let opened = matches!(new_state, BackendState::Up(_));
-        if let Ok(mut s) = self.state.write() {
-            *s = new_state;
         }
-        opened
     }
 
-    /// Runs `f` on the backend on a blocking thread, holding one permit, under `op_timeout`.
+    /// Runs `f` on a blocking thread, holding one of `sessions` permits, everything (the wait
+    /// for a permit included) within `op_timeout`. More than `max_queue` waiters: busy at once.
+    /// An operation that overruns marks the backend failed (a hung HSM).
     pub async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Arc<Backend>) -> Result<T, SignError> + Send + 'static,
+        self: &Arc<Self>,
+        f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
     ) -> Result<T, SignError> {
         self.run_for(self.config.op_timeout, f).await
     }
 
     /// As [`Self::run`], with an explicit deadline (key generation takes longer than signing).
     pub async fn run_for<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         deadline: Duration,
-        f: impl FnOnce(Arc<Backend>) -> Result<T, SignError> + Send + 'static,
+        f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
     ) -> Result<T, SignError> {
-        let backend = self.up()?;
-        let permit = tokio::time::timeout(deadline, self.permits.clone().acquire_owned())
-            .await
+        let until = tokio::time::Instant::now() + deadline;
+        self.up()?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(SignError::Busy);
+        }
+        let permit = tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit
             .map_err(|_| SignError::Busy)?
             .map_err(|_| SignError::Busy)?;
+        // The backend may have gone down while we waited: fail fast rather than call into it.
+        let backend = self.up()?;
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(backend)
+            f()
         });
-        match tokio::time::timeout(deadline, task).await {
+        match tokio::time::timeout_at(until, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(SignError::Failed(format!("HSM task failed: {join}"))),
-            Err(_) => Err(SignError::Timeout),
+            Err(_) => {
+                self.failed(&backend, &HsmError::Unresponsive(deadline));
+                Err(SignError::Timeout)
+            }
         }
+    }
+
+    /// As [`Self::run_for`], handing `f` the current backend; a device-level failure takes the
+    /// backend out of service and starts its recovery.
+    pub async fn with_backend<T: Send + 'static>(
+        self: &Arc<Self>,
+        deadline: Duration,
+        f: impl FnOnce(&Backend) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<T, SignError> {
+        let slot = self.clone();
+        self.run_for(deadline, move || {
+            let backend = slot.up()?;
+            f(&backend).map_err(|e| slot.check(&backend, e))
+        })
+        .await
+    }
+
+    /// Maps an HSM error to the signing layer, taking the backend down when the device is gone.
+    pub fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
+        if e.is_unavailable() {
+            self.failed(backend, &e);
+        }
+        super::hsm_signer::sign_error(e)
     }
 }

@@ -3,22 +3,51 @@
 
 use std::sync::Arc;
 
+use super::BackendSlot;
 use crate::hsm::{self, Backend, HsmError, KeySpec, SignScheme};
 use crate::signing::jwk::Curve;
 use crate::signing::{Algorithm, KeyKind, PublicKey, Sign, SignError};
 
+/// Where an [`HsmSigner`] finds its backend at each call, and whom it tells of a failure.
+pub trait BackendSource: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Result<Arc<Backend>, SignError>;
+    fn error(&self, backend: &Arc<Backend>, e: HsmError) -> SignError;
+}
+
+/// A configured backend: its current context, which a device failure takes down for recovery.
+impl BackendSource for Arc<BackendSlot> {
+    fn backend(&self) -> Result<Arc<Backend>, SignError> {
+        self.up()
+    }
+
+    fn error(&self, backend: &Arc<Backend>, e: HsmError) -> SignError {
+        self.check(backend, e)
+    }
+}
+
+/// A fixed context (tests, one-shot CLI commands).
+impl BackendSource for Arc<Backend> {
+    fn backend(&self) -> Result<Arc<Backend>, SignError> {
+        Ok(self.clone())
+    }
+
+    fn error(&self, _: &Arc<Backend>, e: HsmError) -> SignError {
+        sign_error(e)
+    }
+}
+
 /// A private key in the token, found by its `CKA_ID`.
 #[derive(Debug)]
 pub struct HsmSigner {
-    backend: Arc<Backend>,
+    source: Box<dyn BackendSource>,
     id: Vec<u8>,
     scheme: SignScheme,
 }
 
 impl HsmSigner {
-    pub fn new(backend: Arc<Backend>, id: Vec<u8>, alg: Algorithm) -> Self {
+    pub fn new(source: impl BackendSource + 'static, id: Vec<u8>, alg: Algorithm) -> Self {
         Self {
-            backend,
+            source: Box::new(source),
             id,
             scheme: scheme(alg),
         }
@@ -27,9 +56,13 @@ impl HsmSigner {
 
 impl Sign for HsmSigner {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.backend
-            .sign(&self.id, self.scheme, msg)
-            .map_err(sign_error)
+        let backend = self.source.backend()?;
+        let started = std::time::Instant::now();
+        let result = backend.sign(&self.id, self.scheme, msg);
+        metrics::histogram!("signet_hsm_operation_duration_seconds",
+            "hsm" => backend.name().to_string(), "op" => "sign")
+        .record(started.elapsed().as_secs_f64());
+        result.map_err(|e| self.source.error(&backend, e))
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::hsm_signer::{self, key_spec, public_key, scheme};
+use super::hsm_signer::{key_spec, public_key, scheme};
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
 use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, lifecycle};
@@ -12,7 +12,6 @@ use serde_json::json;
 
 /// The actor of changes the service makes on its own (start-up, scheduler).
 pub const SCHEDULER: &str = "signet";
-use crate::signing::SignError;
 
 /// Generation can take seconds for RSA on a busy token.
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,12 +68,10 @@ impl Service {
         let set_name = set.name.clone();
         let alg = set.alg;
         let (hsm_id, public) = slot
-            .run_for(GENERATE_TIMEOUT, move |b| {
-                b.check_support(spec, scheme(alg)).map_err(hsm_signer::sign_error)?;
+            .with_backend(GENERATE_TIMEOUT, move |b| {
+                b.check_support(spec, scheme(alg))?;
                 let pending_label = format!("signet/{set_name}/pending");
-                let public = b
-                    .generate(spec, &pending_id, &pending_label)
-                    .map_err(hsm_signer::sign_error)?;
+                let public = b.generate(spec, &pending_id, &pending_label)?;
                 let public = public_key(public);
                 let kid = public.thumbprint();
                 let label = format!("signet/{set_name}/{kid}");
@@ -87,7 +84,7 @@ impl Service {
                         pending_id
                     }
                 };
-                Ok::<_, SignError>((id, public))
+                Ok((id, public))
             })
             .await?;
         let record = KeyRecord {
@@ -120,7 +117,7 @@ impl Service {
         {
             tracing::error!(kid = %record.kid, error = %e, "cannot store the new key; destroying it");
             let _ = slot
-                .run(move |b| b.destroy(&hsm_id).map_err(hsm_signer::sign_error))
+                .with_backend(slot.config.op_timeout, move |b| b.destroy(&hsm_id))
                 .await;
             return Err(e.into());
         }

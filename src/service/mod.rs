@@ -84,7 +84,7 @@ pub struct Signed {
 pub struct Service {
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub backends: Vec<BackendSlot>,
+    pub backends: Vec<Arc<BackendSlot>>,
     clock: Arc<dyn Clock>,
     view: RwLock<Arc<KeyView>>,
     jwks_cache: view::JwksCache,
@@ -103,7 +103,7 @@ impl Service {
         let mut slots = Vec::new();
         for h in &config.hsms {
             let pin = resolve_pin(h).map_err(|e| ServiceError::Start(e.to_string()))?;
-            slots.push(BackendSlot::new(h.clone(), pin));
+            slots.push(Arc::new(BackendSlot::new(h.clone(), pin)));
         }
         let service = Arc::new(Service {
             config,
@@ -169,7 +169,7 @@ impl Service {
             .ok_or_else(|| ServiceError::KeySetNotFound(name.to_string()))
     }
 
-    pub fn backend_of(&self, set: &KeySetConfig) -> &BackendSlot {
+    pub fn backend_of(&self, set: &KeySetConfig) -> &Arc<BackendSlot> {
         &self.backends[set.hsm]
     }
 
@@ -206,7 +206,7 @@ impl Service {
         let (kid, alg) = (key.kid().to_string(), key.alg().jose_name());
         let token = self
             .backend_of(cfg)
-            .run(move |_| jws::sign_jwt(&key, header, &claims))
+            .run(move || jws::sign_jwt(&key, header, &claims))
             .await?;
         self.audit_signature(cfg, actor, &kid, &token).await?;
         Ok(Signed { token, kid, alg })
@@ -240,7 +240,7 @@ impl Service {
         let (kid, alg) = (key.kid().to_string(), key.alg().jose_name());
         let compact = self
             .backend_of(cfg)
-            .run(move |_| jws::sign_compact(&key, header, &payload, true))
+            .run(move || jws::sign_compact(&key, header, &payload, true))
             .await?;
         self.audit_signature(cfg, actor, &kid, &compact).await?;
         let token = if detached {
@@ -292,7 +292,7 @@ impl Service {
             let state = match slot.state() {
                 BackendState::Down(reason) => Err(reason),
                 BackendState::Up(_) => slot
-                    .run(|b| b.ping().map_err(hsm_signer::sign_error))
+                    .with_backend(slot.config.op_timeout, |b| b.ping())
                     .await
                     .map_err(|e| e.to_string()),
             };

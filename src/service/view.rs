@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::hsm_signer::HsmSigner;
-use super::{BackendSlot, BackendState, ServiceError};
+use super::{BackendSlot, ServiceError};
 use crate::config::Config;
 use crate::keys::{KeyRecord, lifecycle};
 use crate::signing::{Algorithm, PublicKey, SignError, SigningKey};
@@ -30,7 +30,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    pub fn build(config: &Config, backends: &[BackendSlot], records: Vec<KeyRecord>) -> Self {
+    pub fn build(config: &Config, backends: &[Arc<BackendSlot>], records: Vec<KeyRecord>) -> Self {
         let mut sets: HashMap<String, SetKeys> = HashMap::new();
         for r in records {
             let entry = sets.entry(r.key_set.clone()).or_default();
@@ -84,17 +84,13 @@ impl KeyView {
     }
 }
 
-fn signing_key(r: &KeyRecord, slot: &BackendSlot) -> Result<SigningKey, SignError> {
+fn signing_key(r: &KeyRecord, slot: &Arc<BackendSlot>) -> Result<SigningKey, SignError> {
     let alg = Algorithm::from_jose(&r.alg)
         .ok_or_else(|| SignError::Key(format!("unknown alg {}", r.alg)))?;
     let public = PublicKey::from_jwk(&r.public_jwk).map_err(|e| SignError::Key(e.to_string()))?;
-    let BackendState::Up(backend) = slot.state() else {
-        return Err(SignError::Unavailable(format!(
-            "hsm `{}` is down",
-            slot.config.name
-        )));
-    };
-    let signer = Arc::new(HsmSigner::new(backend, r.hsm_id.clone(), alg));
+    // The signer finds the slot's current context at each call, so a recovered backend needs no
+    // rebuilt view.
+    let signer = Arc::new(HsmSigner::new(slot.clone(), r.hsm_id.clone(), alg));
     SigningKey::new(r.kid.clone(), alg, public, signer)
 }
 
