@@ -5,6 +5,7 @@
 
 mod backends;
 pub mod hsm_signer;
+pub mod http_sign;
 mod keygen;
 mod view;
 

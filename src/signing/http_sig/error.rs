@@ -106,6 +106,19 @@ pub enum HttpSigError {
     /// Verify side: the signature does not verify over the rebuilt base.
     #[error("signature {0:?} does not verify")]
     SignatureInvalid(String),
+    /// Verify side (JWKS): the signature has no `keyid`, or the JWKS has no key with that kid.
+    #[error("no key for keyid {0:?} in the JWKS")]
+    UnknownKey(Option<String>),
+    /// Verify side (JWKS): the `alg` parameter names an algorithm other than the key's.
+    #[error("signature alg `{alg}` does not match the key's alg `{key_alg}`")]
+    AlgorithmMismatch { alg: String, key_alg: String },
+    /// Verify side (JWKS): neither the `alg` parameter nor the JWK names an algorithm Signet
+    /// verifies.
+    #[error("unsupported or unknown signature algorithm {0:?}")]
+    UnsupportedAlgorithm(Option<String>),
+    /// Verify side (JWKS): the JWK is not a public key usable with its algorithm.
+    #[error("JWK {kid:?} is unusable: {reason}")]
+    BadKey { kid: String, reason: String },
 }
 
 impl HttpSigError {
@@ -145,6 +158,10 @@ impl HttpSigError {
             Self::LabelNotFound(_) => "label_not_found",
             Self::AmbiguousLabel(_) => "ambiguous_label",
             Self::SignatureInvalid(_) => "signature_invalid",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::AlgorithmMismatch { .. } => "algorithm_mismatch",
+            Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Self::BadKey { .. } => "bad_key",
         }
     }
 }

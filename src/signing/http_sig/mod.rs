@@ -3,13 +3,15 @@
 //! Owns the `sign/http` request shape, the signature base (section 2.5), the `Signature-Input`
 //! and `Signature` field values (section 4) and their verification-side parsing. The signature
 //! itself is produced and checked elsewhere: `prepare` hands out the base to sign, `finish`
-//! wraps the signature bytes, `verify_message` calls back for the cryptographic check. This
-//! module knows neither axum nor cryptoki, and no cryptography beyond SHA-2 digests.
+//! wraps the signature bytes, `verify_message` calls back for the cryptographic check. Only
+//! `verify_with_jwks` (in `jwks.rs`) reaches for keys: it verifies with the JWS layer's
+//! verifiers against a published JWKS. This module knows neither axum nor cryptoki.
 
 mod base;
 mod components;
 mod digest;
 mod error;
+mod jwks;
 mod message;
 mod uri;
 mod verify;
@@ -24,6 +26,7 @@ use sfv::{BareItem, FieldType as _, Item};
 
 pub use digest::{DigestAlg, content_digest};
 pub use error::HttpSigError;
+pub use jwks::verify_with_jwks;
 pub use message::HttpMessage;
 pub use verify::{Verified, verify_message};
 
@@ -71,13 +74,24 @@ fn default_label() -> String {
 /// `bad_body_base64` for a body that is not padded standard base64, `invalid_request` for any
 /// other departure from the documented shape (unknown members included).
 pub fn parse_sign_request(json: &[u8]) -> Result<SignHttpRequest, HttpSigError> {
-    serde_json::from_slice(json).map_err(|e| {
-        if e.to_string().contains(message::BODY_BASE64_ERROR) {
-            HttpSigError::BadBodyBase64
-        } else {
-            HttpSigError::InvalidRequest(e.to_string())
-        }
-    })
+    serde_json::from_slice(json).map_err(request_error)
+}
+
+/// As [`parse_sign_request`], for a body already parsed as JSON (the HTTP layer checks the
+/// syntax first, so that malformed JSON keeps its usual problem code).
+///
+/// # Errors
+/// As [`parse_sign_request`].
+pub fn sign_request_from_json(json: serde_json::Value) -> Result<SignHttpRequest, HttpSigError> {
+    serde_json::from_value(json).map_err(request_error)
+}
+
+fn request_error(e: serde_json::Error) -> HttpSigError {
+    if e.to_string().contains(message::BODY_BASE64_ERROR) {
+        HttpSigError::BadBodyBase64
+    } else {
+        HttpSigError::InvalidRequest(e.to_string())
+    }
 }
 
 /// A signature base ready to be signed, with what `finish` needs afterwards.
@@ -299,5 +313,16 @@ mod tests {
         let err = parse_sign_request(br#"{"message":{},"covered":[],"extra":1}"#)
             .expect_err("unknown member");
         assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn a_parsed_json_value_gets_the_same_codes() {
+        let code = |v: serde_json::Value| sign_request_from_json(v).expect_err("refused").code();
+        let bad_body = serde_json::json!({"message": {"body": "***"}, "covered": []});
+        assert_eq!(code(bad_body), "bad_body_base64");
+        assert_eq!(code(serde_json::json!({"covered": []})), "invalid_request");
+        let ok = serde_json::json!({"message": {"body": "AQID"}, "covered": []});
+        let req = sign_request_from_json(ok).expect("valid");
+        assert_eq!(req.message.body.as_deref(), Some(&[1u8, 2, 3][..]));
     }
 }
