@@ -1,6 +1,7 @@
 //! The command line: `serve`, `check-config`, `hsm info`. Wires config, store, backends and the
 //! HTTP layer together; holds no logic of its own.
 
+mod admin;
 mod serve;
 
 use std::path::PathBuf;
@@ -41,6 +42,20 @@ enum Command {
         #[command(subcommand)]
         command: HsmCommand,
     },
+    /// Key operations through the admin API (token in SIGNET_TOKEN).
+    Keys {
+        #[command(flatten)]
+        client: admin::ClientArgs,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// The audit trail through the admin API (token in SIGNET_TOKEN).
+    Audit {
+        #[command(flatten)]
+        client: admin::ClientArgs,
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,15 +67,17 @@ enum HsmCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
+    let load = || {
+        Config::load(&cli.config).map_err(|e| {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+            ExitCode::from(2)
+        })
     };
-    match cli.command {
-        Command::CheckConfig => {
+    let result = match cli.command {
+        // The operator commands talk to a running service and need no configuration file.
+        Command::Keys { client, command } => Ok(admin::keys(&client, command)),
+        Command::Audit { client, command } => Ok(admin::audit(&client, command)),
+        Command::CheckConfig => load().map(|config| {
             println!(
                 "{}: ok ({} hsm, {} key sets, {} clients)",
                 cli.config.display(),
@@ -69,12 +86,13 @@ pub fn main() -> ExitCode {
                 config.clients.len()
             );
             ExitCode::SUCCESS
-        }
-        Command::Serve => serve::run(config),
+        }),
+        Command::Serve => load().map(serve::run),
         Command::Hsm {
             command: HsmCommand::Info,
-        } => hsm_info(&config),
-    }
+        } => load().map(|c| hsm_info(&c)),
+    };
+    result.unwrap_or_else(|code| code)
 }
 
 fn hsm_info(config: &Config) -> ExitCode {

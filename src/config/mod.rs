@@ -80,6 +80,8 @@ pub struct KeySetConfig {
     pub fapi: bool,
     pub rsa_bits: u32,
     pub policy: Policy,
+    /// Append an audit event for every signature (kid, profile, client, SHA-256 of the input).
+    pub audit_signatures: bool,
 }
 
 /// Rotation and token policy of a key set.

@@ -64,6 +64,7 @@ pub struct RawKeySet {
     pub clock_skew: Option<String>,
     pub destroy_after: Option<String>,
     pub rsa_bits: Option<u32>,
+    pub audit_signatures: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

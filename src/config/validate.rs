@@ -365,6 +365,7 @@ fn key_set(
         fapi,
         rsa_bits,
         policy,
+        audit_signatures: raw.audit_signatures.unwrap_or(false),
     })
 }
 

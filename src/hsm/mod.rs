@@ -281,6 +281,11 @@ impl Backend {
             .with_session(|s| objects::private_attributes(s, id))
     }
 
+    /// Makes the private key `id` sign-only (CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE false).
+    pub fn restrict_to_sign(&self, id: &[u8]) -> Result<(), HsmError> {
+        self.pool.with_session(|s| objects::restrict_to_sign(s, id))
+    }
+
     /// Destroys the private object of the pair `id`.
     pub fn destroy(&self, id: &[u8]) -> Result<(), HsmError> {
         self.forget_handle(id);

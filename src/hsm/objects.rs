@@ -203,6 +203,18 @@ pub(super) fn relabel(
         .map_err(HsmError::call("C_SetAttributeValue"))
 }
 
+/// Turns off every use of the private key `id` but signing (for imported keys).
+pub(super) fn restrict_to_sign(s: &Session, id: &[u8]) -> Result<(), HsmError> {
+    let private = find_private(s, id)?;
+    let template = [
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ];
+    s.update_attributes(private, &template)
+        .map_err(HsmError::call("C_SetAttributeValue"))
+}
+
 pub(super) fn destroy(s: &Session, id: &[u8]) -> Result<(), HsmError> {
     // Only the private object goes: the public object is harmless, and keeping it lets the token
     // (not only the store) still verify archived signatures.

@@ -2,6 +2,7 @@
 //!
 //! Knows the service core and nothing of cryptoki; `router(state)` is what tests drive.
 
+mod admin;
 mod auth;
 mod http_sig;
 mod problem;
@@ -15,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use auth::{Caller, Clients};
 pub use problem::Problem;
@@ -46,6 +47,13 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(routes::jwks_all))
         .route("/v1/key-sets/{set}/jwks", get(routes::jwks_set))
         .route("/v1/key-sets", get(routes::key_sets))
+        .route("/v1/key-sets/{set}/keys", get(admin::list_keys))
+        .route("/v1/key-sets/{set}/rotate", post(admin::rotate))
+        .route("/v1/key-sets/{set}/keys/import", post(admin::import))
+        .route("/v1/key-sets/{set}/keys/{kid}/revoke", post(admin::revoke))
+        .route("/v1/key-sets/{set}/keys/{kid}", delete(admin::destroy))
+        .route("/v1/audit", get(admin::audit))
+        .route("/v1/audit/verify", get(admin::audit_verify))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .fallback(not_found)

@@ -19,6 +19,8 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub retry_after: Option<u64>,
+    /// Extension members (RFC 9457 3.2).
+    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -28,7 +30,15 @@ impl Problem {
             code,
             detail: detail.into(),
             retry_after: None,
+            members: None,
         }
+    }
+
+    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.members
+            .get_or_insert_default()
+            .insert(name.to_string(), value);
+        self
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -40,13 +50,16 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = json!({
+        let mut body = json!({
             "type": format!("https://signet.dev/problems/{}", self.code.replace('_', "-")),
             "title": title,
             "status": self.status.as_u16(),
             "detail": self.detail,
             "code": self.code,
         });
+        for (k, v) in self.members.into_iter().flat_map(|m| *m) {
+            body[k] = v;
+        }
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -77,6 +90,8 @@ impl From<ServiceError> for Problem {
             ServiceError::BadRequest { code, message } => {
                 Problem::new(S::BAD_REQUEST, code, message)
             }
+            ServiceError::NotFound { code, message } => Problem::new(S::NOT_FOUND, code, message),
+            ServiceError::Conflict { code, message } => Problem::new(S::CONFLICT, code, message),
             ServiceError::NoActiveKey(_) => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "no_active_key", e.to_string())
                     .with_retry_after(5)

@@ -44,7 +44,10 @@ pub async fn sign_jwt(
 ) -> Result<Json<Value>, Problem> {
     state.service.key_set(&set)?;
     caller.may_sign(&set)?;
-    let s = state.service.sign_jwt(&set, req.claims, req.header).await?;
+    let s = state
+        .service
+        .sign_jwt(caller.name(), &set, req.claims, req.header)
+        .await?;
     tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
     Ok(signed("jwt", s))
 }
@@ -59,7 +62,7 @@ pub async fn sign_jws(
     caller.may_sign(&set)?;
     let s = state
         .service
-        .sign_jws(&set, &req.payload, req.header, req.detached)
+        .sign_jws(caller.name(), &set, &req.payload, req.header, req.detached)
         .await?;
     tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
     Ok(signed("jws", s))
@@ -107,10 +110,7 @@ fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Resp
         .into_response())
 }
 
-fn rfc3339(t: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+use super::admin::rfc3339;
 
 pub async fn key_sets(
     State(state): State<AppState>,

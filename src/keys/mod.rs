@@ -3,15 +3,17 @@
 //!
 //! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
 
+pub mod audit;
 pub mod lifecycle;
 mod sqlite;
 mod store;
 
 use serde_json::{Map, Value};
 
+pub use audit::{AuditEvent, NewEvent};
 pub use lifecycle::KeyState;
 pub use sqlite::SqliteStore;
-pub use store::{Store, StoreError, open_store};
+pub use store::{KeyChange, Store, StoreError, open_store};
 
 /// How a key came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
 
-use super::{KeyRecord, Origin, Store, StoreError};
+use super::audit::{AuditEvent, GENESIS, NewEvent};
+use super::{KeyChange, KeyRecord, Origin, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -36,7 +38,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: Default::default(),
+        })
     }
 }
 
@@ -63,6 +68,154 @@ fn record(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
     })
 }
 
+fn event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        key_set: row.try_get("key_set")?,
+        kid: row.try_get("kid")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn insert(tx: &mut Tx<'_>, key: &KeyRecord) -> Result<(), StoreError> {
+    let jwk = Value::Object(key.public_jwk.clone()).to_string();
+    let result = sqlx::query(
+        "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
+         activate_at, revoked_at, revoke_reason, destroyed_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.key_set)
+    .bind(&key.kid)
+    .bind(&key.alg)
+    .bind(&key.hsm)
+    .bind(&key.hsm_id)
+    .bind(jwk)
+    .bind(key.origin.name())
+    .bind(key.created_at)
+    .bind(key.activate_at)
+    .bind(key.revoked_at)
+    .bind(&key.revoke_reason)
+    .bind(key.destroyed_at)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+            format!("key {} already exists in key set {}", key.kid, key.key_set),
+        )),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// Runs an UPDATE that must touch exactly one row.
+async fn update_one(
+    tx: &mut Tx<'_>,
+    query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    what: String,
+) -> Result<(), StoreError> {
+    let done = query.execute(&mut **tx).await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(what))
+    }
+}
+
+async fn change(tx: &mut Tx<'_>, c: &KeyChange) -> Result<(), StoreError> {
+    match c {
+        KeyChange::Insert(k) => insert(tx, k).await,
+        KeyChange::Activate { key_set, kid, at } => {
+            let q = sqlx::query(
+                "UPDATE keys SET activate_at = ? WHERE key_set = ? AND kid = ? AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(key_set)
+            .bind(kid);
+            update_one(
+                tx,
+                q,
+                format!("key {kid} of {key_set} is unknown or revoked"),
+            )
+            .await
+        }
+        KeyChange::Revoke {
+            key_set,
+            kid,
+            at,
+            reason,
+        } => {
+            let q = sqlx::query(
+                "UPDATE keys SET revoked_at = ?, revoke_reason = ? \
+                 WHERE key_set = ? AND kid = ? AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(reason)
+            .bind(key_set)
+            .bind(kid);
+            update_one(
+                tx,
+                q,
+                format!("key {kid} of {key_set} is unknown or already revoked"),
+            )
+            .await
+        }
+        KeyChange::Destroyed { key_set, kid, at } => {
+            let q = sqlx::query(
+                "UPDATE keys SET destroyed_at = ? \
+                 WHERE key_set = ? AND kid = ? AND destroyed_at IS NULL",
+            )
+            .bind(at)
+            .bind(key_set)
+            .bind(kid);
+            update_one(
+                tx,
+                q,
+                format!("key {kid} of {key_set} is unknown or already destroyed"),
+            )
+            .await
+        }
+    }
+}
+
+async fn append(tx: &mut Tx<'_>, ev: &NewEvent) -> Result<(), StoreError> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (seq, prev) = head.map_or((1, GENESIS.to_string()), |(s, h)| (s + 1, h));
+    let e = AuditEvent::seal(ev, seq, &prev);
+    sqlx::query(
+        "INSERT INTO audit (seq, at, actor, action, key_set, kid, detail, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.seq)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.key_set)
+    .bind(&e.kid)
+    .bind(&e.detail)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(e.seq)
+    .bind(&e.hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -77,33 +230,56 @@ impl Store for SqliteStore {
         rows.iter().map(record).collect()
     }
 
-    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        let jwk = Value::Object(key.public_jwk.clone()).to_string();
-        let result = sqlx::query(
-            "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
-             activate_at, revoked_at, revoke_reason, destroyed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_set)
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.hsm)
-        .bind(&key.hsm_id)
-        .bind(jwk)
-        .bind(key.origin.name())
-        .bind(key.created_at)
-        .bind(key.activate_at)
-        .bind(key.revoked_at)
-        .bind(&key.revoke_reason)
-        .bind(key.destroyed_at)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("key {} already exists in key set {}", key.kid, key.key_set),
-            )),
-            other => other.map(|_| ()).map_err(Into::into),
+    async fn apply(&self, changes: &[KeyChange], events: &[NewEvent]) -> Result<(), StoreError> {
+        // One writer at a time in this process; BEGIN IMMEDIATE takes SQLite's write lock at once
+        // so that another process cannot interleave between reading the head and appending.
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for c in changes {
+            change(&mut tx, c).await?;
         }
+        for e in events {
+            append(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event).collect()
+    }
+
+    async fn last_event(
+        &self,
+        key_set: &str,
+        action: &str,
+    ) -> Result<Option<AuditEvent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM audit WHERE key_set = ? AND action = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(key_set)
+        .bind(action)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event).transpose()
+    }
+
+    async fn audit_all(&self) -> Result<(Vec<AuditEvent>, Option<(i64, String)>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT * FROM audit ORDER BY seq")
+            .fetch_all(&mut *tx)
+            .await?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok((rows.iter().map(event).collect::<Result<_, _>>()?, head))
     }
 }
 
@@ -121,10 +297,27 @@ mod tests {
         k.public_jwk
             .insert("kty".into(), Value::String("EC".into()));
         k.revoked_at = Some(50);
-        store.insert_key(&k).await.unwrap();
+        k.revoke_reason = Some("test".into());
+        let ev = NewEvent::new(42, "signet", "generated").key("set", "kid-1");
+        store
+            .apply(&[KeyChange::Insert(k.clone())], std::slice::from_ref(&ev))
+            .await
+            .unwrap();
         assert_eq!(store.keys().await.unwrap(), vec![k.clone()]);
+        // A failed change leaves nothing behind: no second row, no audit event.
+        let dup = store.apply(&[KeyChange::Insert(k.clone())], &[ev]).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        let (events, head) = store.audit_all().await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(crate::keys::audit::verify(&events, head), Ok(1));
+        let revoke = KeyChange::Revoke {
+            key_set: "set".into(),
+            kid: "kid-1".into(),
+            at: 60,
+            reason: "r".into(),
+        };
         assert!(matches!(
-            store.insert_key(&k).await,
+            store.apply(&[revoke], &[]).await,
             Err(StoreError::Conflict(_))
         ));
         // Re-opening runs the migrations again without harm and keeps the rows.

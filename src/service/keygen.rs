@@ -7,7 +7,11 @@ use std::time::Duration;
 use super::hsm_signer::{self, key_spec, public_key, scheme};
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
-use crate::keys::{KeyRecord, Origin, lifecycle};
+use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, lifecycle};
+use serde_json::json;
+
+/// The actor of changes the service makes on its own (start-up, scheduler).
+pub const SCHEDULER: &str = "signet";
 use crate::signing::SignError;
 
 /// Generation can take seconds for RSA on a busy token.
@@ -27,7 +31,7 @@ impl Service {
             (Some(a), _) => a,
             (None, None) => {
                 tracing::info!(key_set = %set.name, "no key yet: generating the first active key");
-                self.generate(set, now).await?
+                self.generate(set, now, SCHEDULER, "bootstrap").await?
             }
             (None, Some(n)) => {
                 tracing::warn!(key_set = %set.name, next = %n.kid, activate_at = n.activate_at,
@@ -39,7 +43,7 @@ impl Service {
             let activate_at = (active.activate_at + set.policy.rotation_period.as_secs() as i64)
                 .max(now + set.policy.min_publish.as_secs() as i64);
             tracing::info!(key_set = %set.name, activate_at, "generating the next key");
-            self.generate(set, activate_at).await?;
+            self.generate(set, activate_at, SCHEDULER, "next").await?;
         }
         Ok(())
     }
@@ -50,6 +54,8 @@ impl Service {
         &self,
         set: &KeySetConfig,
         activate_at: i64,
+        actor: &str,
+        why: &str,
     ) -> Result<KeyRecord, ServiceError> {
         let slot = self.backend_of(set);
         let spec = key_spec(set.alg, set.rsa_bits);
@@ -98,7 +104,20 @@ impl Service {
             revoke_reason: None,
             destroyed_at: None,
         };
-        if let Err(e) = self.store.insert_key(&record).await {
+        let event = NewEvent::new(now, actor, "key_generated")
+            .key(&set.name, &record.kid)
+            .detail(json!({
+                "why": why,
+                "alg": record.alg,
+                "hsm": record.hsm,
+                "hsm_id": hex::encode(&record.hsm_id),
+                "activate_at": activate_at,
+            }));
+        if let Err(e) = self
+            .store
+            .apply(&[KeyChange::Insert(record.clone())], &[event])
+            .await
+        {
             tracing::error!(kid = %record.kid, error = %e, "cannot store the new key; destroying it");
             let _ = slot
                 .run(move |b| b.destroy(&hsm_id).map_err(hsm_signer::sign_error))

@@ -3,6 +3,7 @@
 //!
 //! Wires `hsm/`, `keys/` and `signing/` together; knows nothing of axum.
 
+mod admin;
 mod backends;
 pub mod hsm_signer;
 pub mod http_sign;
@@ -20,6 +21,7 @@ use crate::config::{Config, KeySetConfig};
 use crate::keys::{KeyRecord, Store, StoreError};
 use crate::signing::{ClaimPolicy, PolicyError, Profile, SignError, jws};
 
+pub use admin::ImportBy;
 pub use backends::{BackendSlot, BackendState, PinError, resolve_pin};
 pub use view::{Jwks, KeyView};
 
@@ -55,6 +57,10 @@ pub enum ServiceError {
     Policy(#[from] PolicyError),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("key set `{0}` has no active key")]
     NoActiveKey(String),
     #[error(transparent)]
@@ -83,6 +89,8 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     view: RwLock<Arc<KeyView>>,
     jwks_cache: view::JwksCache,
+    /// Serialises key changes (admin calls and the scheduler) within this process.
+    ops: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -105,6 +113,7 @@ impl Service {
             clock,
             view: RwLock::new(Arc::new(KeyView::default())),
             jwks_cache: view::JwksCache::default(),
+            ops: tokio::sync::Mutex::new(()),
         });
         service.tick().await;
         Ok(service)
@@ -127,9 +136,16 @@ impl Service {
             tracing::error!(error = %e, "cannot load keys from the store");
             return;
         }
+        let _ops = self.ops.lock().await;
         for set in &self.config.key_sets {
             if let Err(e) = self.ensure_keys(set).await {
                 tracing::warn!(key_set = %set.name, error = %e, "cannot complete the key set");
+            }
+            if let Err(e) = self.note_activation(set).await {
+                tracing::warn!(key_set = %set.name, error = %e, "cannot record the activation");
+            }
+            if let Err(e) = self.destroy_expired(set).await {
+                tracing::warn!(key_set = %set.name, error = %e, "cannot destroy expired keys");
             }
         }
     }
@@ -166,6 +182,7 @@ impl Service {
     /// Signs `claims` as a JWT under key set `set`'s profile.
     pub async fn sign_jwt(
         &self,
+        actor: &str,
         set: &str,
         claims: Map<String, Value>,
         header: Map<String, Value>,
@@ -192,12 +209,14 @@ impl Service {
             .backend_of(cfg)
             .run(move |_| jws::sign_jwt(&key, header, &claims))
             .await?;
+        self.audit_signature(cfg, actor, &kid, &token).await?;
         Ok(Signed { token, kid, alg })
     }
 
     /// Signs an arbitrary payload (profile `generic` only).
     pub async fn sign_jws(
         &self,
+        actor: &str,
         set: &str,
         payload_b64: &str,
         header: Map<String, Value>,
@@ -224,12 +243,33 @@ impl Service {
             .backend_of(cfg)
             .run(move |_| jws::sign_compact(&key, header, &payload, true))
             .await?;
+        self.audit_signature(cfg, actor, &kid, &compact).await?;
         let token = if detached {
             jws::detach(&compact)
         } else {
             compact
         };
         Ok(Signed { token, kid, alg })
+    }
+
+    /// The optional per-signature audit record: never the payload, only a digest of the signing
+    /// input. A signature whose record cannot be written is not returned.
+    async fn audit_signature(
+        &self,
+        cfg: &KeySetConfig,
+        actor: &str,
+        kid: &str,
+        compact: &str,
+    ) -> Result<(), ServiceError> {
+        if !cfg.audit_signatures {
+            return Ok(());
+        }
+        let input = compact.rsplit_once('.').map_or(compact, |(input, _)| input);
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(input.as_bytes()));
+        let event = crate::keys::NewEvent::new(self.now(), actor, "signed")
+            .key(&cfg.name, kid)
+            .detail(serde_json::json!({ "profile": cfg.profile.name(), "input_sha256": digest }));
+        Ok(self.store.apply(&[], &[event]).await?)
     }
 
     /// The JWKS of one key set, or of all of them (`None`).

@@ -58,6 +58,11 @@ impl KeyView {
             .unwrap_or_default()
     }
 
+    /// Every record of every key set.
+    pub fn records_all(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.sets.values().flat_map(|s| s.records.iter())
+    }
+
     pub fn active(&self, set: &str, now: i64) -> Option<&KeyRecord> {
         lifecycle::active(self.records(set), now)
     }

@@ -1,0 +1,383 @@
+//! Operator commands (`signet keys ...`, `signet audit ...`): a thin client of the admin API.
+//! The bearer token comes from `SIGNET_TOKEN`; output is a table, or the API's JSON with `--json`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Base URL of the Signet admin API.
+    #[arg(
+        long,
+        env = "SIGNET_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the keys of one key set, or of every key set.
+    List { set: Option<String> },
+    /// Activate the next key now (or at --at); --force skips the min_publish check.
+    Rotate {
+        set: String,
+        /// RFC 3339 time of the activation (default now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke a key (compromise): the next key takes over at once if it was the active one.
+    Revoke {
+        set: String,
+        kid: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Adopt a key pair already in the token (by CKA_ID in hex or by CKA_LABEL) as the next key.
+    Import {
+        set: String,
+        #[arg(long, conflicts_with = "label", required_unless_present = "label")]
+        id: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Destroy the private object of an expired or revoked key (its public JWK is kept).
+    Destroy { set: String, kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; fails naming the first bad row.
+    Verify,
+    /// Print events after a sequence number.
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+/// An API answer that is not a success: status and problem body.
+struct Failure(u16, Value);
+
+impl Client {
+    fn new(args: &ClientArgs) -> Result<Client, String> {
+        let token = std::env::var("SIGNET_TOKEN")
+            .map_err(|_| "set SIGNET_TOKEN to an admin (or auditor) bearer token".to_string())?;
+        Ok(Client {
+            http: reqwest::Client::new(),
+            url: args.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure(0, json!({ "detail": e.to_string() })))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(Failure(status, body))
+        }
+    }
+}
+
+fn fail(f: Failure) -> ExitCode {
+    let Failure(status, body) = f;
+    if status == 0 {
+        eprintln!(
+            "error: cannot reach Signet: {}",
+            body["detail"].as_str().unwrap_or_default()
+        );
+    } else {
+        eprintln!(
+            "error: {status} {}: {}",
+            body["code"].as_str().unwrap_or("error"),
+            body["detail"].as_str().unwrap_or_default()
+        );
+    }
+    ExitCode::FAILURE
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+}
+
+pub fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
+    let client = match Client::new(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        use reqwest::Method;
+        let result = match cmd {
+            KeysCommand::List { set } => list(&client, set.as_deref()).await,
+            KeysCommand::Rotate { set, at, force } => {
+                let body = json!({ "activate_at": at, "force": force });
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/key-sets/{set}/rotate"),
+                        Some(body),
+                    )
+                    .await
+            }
+            KeysCommand::Revoke {
+                set,
+                kid,
+                reason,
+                force,
+            } => {
+                let body = json!({ "reason": reason, "force": force });
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/key-sets/{set}/keys/{kid}/revoke"),
+                        Some(body),
+                    )
+                    .await
+            }
+            KeysCommand::Import { set, id, label } => {
+                let body = match (id, label) {
+                    (Some(id), _) => json!({ "id": id }),
+                    (None, label) => json!({ "label": label }),
+                };
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/key-sets/{set}/keys/import"),
+                        Some(body),
+                    )
+                    .await
+            }
+            KeysCommand::Destroy { set, kid } => {
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/key-sets/{set}/keys/{kid}"),
+                        None,
+                    )
+                    .await
+            }
+        };
+        match result {
+            Ok(v) if args.json => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(v) => {
+                print_keys(&v);
+                ExitCode::SUCCESS
+            }
+            Err(f) => fail(f),
+        }
+    })
+}
+
+/// One key set's keys, or every key set's keys (as `{"key_sets": [{"key_set", "keys"}]}`).
+async fn list(client: &Client, set: Option<&str>) -> Result<Value, Failure> {
+    if let Some(set) = set {
+        return client
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/key-sets/{set}/keys"),
+                None,
+            )
+            .await;
+    }
+    let sets = client
+        .call(reqwest::Method::GET, "/v1/key-sets", None)
+        .await?;
+    let mut all = Vec::new();
+    for s in sets["key_sets"].as_array().into_iter().flatten() {
+        let name = s["name"].as_str().unwrap_or_default();
+        all.push(
+            client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/key-sets/{name}/keys"),
+                    None,
+                )
+                .await?,
+        );
+    }
+    Ok(json!({ "key_sets": all }))
+}
+
+fn print_keys(v: &Value) {
+    let sets: Vec<&Value> = match v.get("key_sets").and_then(Value::as_array) {
+        Some(all) => all.iter().collect(),
+        None if v.get("keys").is_some() => vec![v],
+        None => {
+            // A single key (import, destroy).
+            let one = json!({ "key_set": "", "keys": [v] });
+            return print_keys(&one);
+        }
+    };
+    let mut rows = vec![
+        [
+            "KEY SET",
+            "KID",
+            "STATE",
+            "ALG",
+            "ACTIVATE AT",
+            "REVOKED/DESTROYED",
+        ]
+        .map(String::from),
+    ];
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    for set in sets {
+        for k in set["keys"].as_array().into_iter().flatten() {
+            let gone = match (k["revoked_at"].as_str(), k["destroyed_at"].as_str()) {
+                (Some(r), Some(d)) => format!("revoked {r}, destroyed {d}"),
+                (Some(r), None) => format!("revoked {r}"),
+                (None, Some(d)) => format!("destroyed {d}"),
+                (None, None) => "-".into(),
+            };
+            rows.push([
+                text(&set["key_set"]),
+                text(&k["kid"]),
+                text(&k["state"]),
+                text(&k["alg"]),
+                text(&k["activate_at"]),
+                gone,
+            ]);
+        }
+    }
+    print_table(&rows);
+    for (label, key) in [
+        ("rotated to", "rotated_to"),
+        ("revoked", "revoked"),
+        ("promoted", "promoted"),
+    ] {
+        if let Some(x) = v.get(key).and_then(Value::as_str) {
+            println!("{label}: {x}");
+        }
+    }
+}
+
+fn print_table(rows: &[[String; 6]]) {
+    let mut widths = [0usize; 6];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+pub fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {
+    let client = match Client::new(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        match cmd {
+            AuditCommand::Verify => match client
+                .call(reqwest::Method::GET, "/v1/audit/verify", None)
+                .await
+            {
+                Ok(v) => {
+                    if args.json {
+                        println!("{v}");
+                    } else {
+                        println!("audit chain ok: {} events", v["events"]);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(Failure(409, body)) => {
+                    if args.json {
+                        println!("{body}");
+                    }
+                    eprintln!(
+                        "audit chain BROKEN at row {}: {}",
+                        body["first_bad_seq"],
+                        body["reason"].as_str().unwrap_or_default()
+                    );
+                    ExitCode::FAILURE
+                }
+                Err(f) => fail(f),
+            },
+            AuditCommand::List { after, limit } => {
+                let path = format!("/v1/audit?after={after}&limit={limit}");
+                match client.call(reqwest::Method::GET, &path, None).await {
+                    Ok(v) if args.json => {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(v) => {
+                        for e in v["events"].as_array().into_iter().flatten() {
+                            println!(
+                                "{:>6}  {}  {:<10} {:<14} {} {} {}",
+                                e["seq"],
+                                e["at"].as_str().unwrap_or_default(),
+                                e["actor"].as_str().unwrap_or_default(),
+                                e["action"].as_str().unwrap_or_default(),
+                                e["key_set"].as_str().unwrap_or("-"),
+                                e["kid"].as_str().unwrap_or("-"),
+                                e["detail"]
+                            );
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(f) => fail(f),
+                }
+            }
+        }
+    })
+}

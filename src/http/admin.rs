@@ -1,0 +1,280 @@
+//! Admin and auditor routes: key lists, rotate, revoke, import, destroy, the audit trail.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{ApiJson, Problem};
+use crate::config::Role;
+use crate::keys::{KeyRecord, KeyState, NewEvent};
+use crate::service::{ImportBy, ServiceError};
+use crate::signing::PublicKey;
+
+pub fn rfc3339(t: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn key_json(k: &KeyRecord, state: KeyState) -> Value {
+    let jwk = PublicKey::from_jwk(&k.public_jwk)
+        .map(|p| Value::Object(p.to_jwk(&k.kid, &k.alg)))
+        .unwrap_or(Value::Null);
+    let mut v = json!({
+        "kid": k.kid,
+        "state": state.name(),
+        "published": state.is_published(),
+        "alg": k.alg,
+        "origin": k.origin.name(),
+        "hsm": k.hsm,
+        "hsm_id": hex::encode(&k.hsm_id),
+        "created_at": rfc3339(k.created_at),
+        "activate_at": rfc3339(k.activate_at),
+        "revoked_at": k.revoked_at.map(rfc3339),
+        "revoke_reason": k.revoke_reason,
+        "destroyed_at": k.destroyed_at.map(rfc3339),
+        "jwk": jwk,
+    });
+    match state {
+        KeyState::Retired { until } => v["retired_until"] = json!(rfc3339(until)),
+        KeyState::Expired { since } => v["expired_since"] = json!(rfc3339(since)),
+        _ => {}
+    }
+    v
+}
+
+fn keys_json(state: &AppState, set: &str) -> Result<Value, Problem> {
+    let keys = state.service.keys_with_state(set)?;
+    Ok(json!({
+        "key_set": set,
+        "keys": keys.iter().map(|(k, s)| key_json(k, *s)).collect::<Vec<_>>(),
+    }))
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    Ok(Json(keys_json(&state, &set)?))
+}
+
+/// Records a refused admin call, then returns its problem.
+async fn refused(
+    state: &AppState,
+    caller: &Caller,
+    call: &str,
+    set: &str,
+    e: ServiceError,
+) -> Problem {
+    let problem = Problem::from(e);
+    let event = NewEvent::new(state.service.now(), caller.name(), "refused")
+        .set(set)
+        .detail(json!({ "call": call, "code": problem.code, "detail": problem.detail }));
+    if let Err(e) = state.service.audit(event).await {
+        tracing::error!(error = %e, "cannot record a refused admin call");
+    }
+    problem
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    activate_at: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    // The body is optional: an empty POST rotates now.
+    let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("rotate body: {e}"),
+            )
+        })?
+    };
+    let at = match &req.activate_at {
+        None => None,
+        Some(t) => Some(
+            humantime::parse_rfc3339_weak(t)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_time",
+                        "activate_at must be RFC 3339",
+                    )
+                })?,
+        ),
+    };
+    match state
+        .service
+        .rotate(&set, at, req.force, caller.name())
+        .await
+    {
+        Ok(k) => {
+            let mut out = keys_json(&state, &set)?;
+            out["rotated_to"] = json!(k.kid);
+            out["activate_at"] = json!(rfc3339(k.activate_at));
+            Ok(Json(out))
+        }
+        Err(e) => Err(refused(&state, &caller, "rotate", &set, e).await),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((set, kid)): Path<(String, String)>,
+    ApiJson(req): ApiJson<RevokeRequest>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    match state
+        .service
+        .revoke(&set, &kid, &req.reason, req.force, caller.name())
+        .await
+    {
+        Ok(promoted) => {
+            let mut out = keys_json(&state, &set)?;
+            out["revoked"] = json!(kid);
+            out["promoted"] = json!(promoted);
+            Ok(Json(out))
+        }
+        Err(e) => Err(refused(&state, &caller, "revoke", &set, e).await),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    id: Option<String>,
+    label: Option<String>,
+}
+
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+    ApiJson(req): ApiJson<ImportRequest>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    let by = match (req.id, req.label) {
+        (Some(id), None) => ImportBy::Id(id),
+        (None, Some(label)) => ImportBy::Label(label),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "give exactly one of `id` (CKA_ID in hex) or `label` (CKA_LABEL)",
+            ));
+        }
+    };
+    match state.service.import(&set, by, caller.name()).await {
+        Ok(k) => {
+            let now = state.service.now();
+            let state_now = if k.activate_at > now {
+                KeyState::Next
+            } else {
+                KeyState::Active
+            };
+            Ok((StatusCode::CREATED, Json(key_json(&k, state_now))).into_response())
+        }
+        Err(e) => Err(refused(&state, &caller, "import", &set, e).await),
+    }
+}
+
+pub async fn destroy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((set, kid)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    match state.service.destroy(&set, &kid, caller.name()).await {
+        Ok(_) => {
+            let keys = state.service.keys_with_state(&set)?;
+            let (k, s) = keys.iter().find(|(k, _)| k.kid == kid).ok_or_else(|| {
+                Problem::new(StatusCode::NOT_FOUND, "key_not_found", "the key vanished")
+            })?;
+            Ok(Json(key_json(k, *s)))
+        }
+        Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let events = state
+        .service
+        .audit_after(q.after, q.limit.unwrap_or(100))
+        .await?;
+    let next = events.last().map_or(q.after, |e| e.seq);
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let detail: Value =
+                serde_json::from_str(&e.detail).unwrap_or(Value::String(e.detail.clone()));
+            json!({
+                "seq": e.seq, "at": rfc3339(e.at), "actor": e.actor, "action": e.action,
+                "key_set": e.key_set, "kid": e.kid, "detail": detail,
+                "prev_hash": e.prev_hash, "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "events": events, "next_after": next })))
+}
+
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    match state.service.audit_verify().await? {
+        Ok(n) => Ok(Json(json!({ "ok": true, "events": n }))),
+        Err(brk) => Err(
+            Problem::new(StatusCode::CONFLICT, "audit_chain_broken", brk.to_string())
+                .with_member("first_bad_seq", json!(brk.seq))
+                .with_member("reason", json!(brk.reason)),
+        ),
+    }
+}
