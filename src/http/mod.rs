@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod http_sig;
 mod problem;
 mod routes;
 
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/key-sets/{set}/sign/jwt", post(routes::sign_jwt))
         .route("/v1/key-sets/{set}/sign/jws", post(routes::sign_jws))
+        .route("/v1/key-sets/{set}/sign/http", post(http_sig::sign_http))
         .route("/.well-known/jwks.json", get(routes::jwks_all))
         .route("/v1/key-sets/{set}/jwks", get(routes::jwks_set))
         .route("/v1/key-sets", get(routes::key_sets))

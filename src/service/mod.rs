@@ -6,6 +6,7 @@
 mod admin;
 mod backends;
 pub mod hsm_signer;
+pub mod http_sign;
 mod keygen;
 mod view;
 

@@ -4,6 +4,7 @@
 //! Knows neither axum nor cryptoki: an HSM key reaches this layer only as an `Arc<dyn Sign>`.
 
 mod alg;
+pub mod http_sig;
 pub mod jwk;
 pub mod jws;
 mod profile;

@@ -1,0 +1,32 @@
+//! `POST /v1/key-sets/{set}/sign/http`: RFC 9421 signatures for the `http_message` profile.
+//!
+//! The body is read as JSON by the usual extractor (so malformed JSON, a wrong content type or
+//! an oversized body get the usual problems), then shaped by `signing::http_sig`, whose
+//! errors (a bad base64 body, a bad component...) keep their own codes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{ApiJson, Problem};
+use crate::service::http_sign::HttpSigned;
+use crate::signing::http_sig;
+
+pub async fn sign_http(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<HttpSigned>, Problem> {
+    state.service.key_set(&set)?;
+    caller.may_sign(&set)?;
+    let request = http_sig::sign_request_from_json(body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let signed = state.service.sign_http(&set, request).await?;
+    tracing::info!(client = caller.name(), key_set = %set, kid = %signed.kid,
+        "signed HTTP message");
+    Ok(Json(signed))
+}
