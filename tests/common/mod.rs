@@ -171,11 +171,23 @@ pub struct Signet {
     pub log_path: PathBuf,
     pub http: reqwest::Client,
     conf: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Signet {
     /// Writes `config` to `dir/signet.toml` and starts the service on `port` with `token`.
     pub async fn start(token: &Token, dir: &Path, port: u16, config: &str) -> Signet {
+        Self::start_with_env(token, dir, port, config, &[]).await
+    }
+
+    /// As [`Signet::start`], with extra environment variables for the service.
+    pub async fn start_with_env(
+        token: &Token,
+        dir: &Path,
+        port: u16,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Signet {
         let config_path = dir.join("signet.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut s = Signet {
@@ -185,6 +197,10 @@ impl Signet {
             log_path: dir.join("signet.log"),
             http: reqwest::Client::new(),
             conf: token.conf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn().await;
         s
@@ -201,6 +217,7 @@ impl Signet {
             .env("SOFTHSM2_CONF", &self.conf)
             .env("SIGNET_HSM_PIN", PIN)
             .env("RUST_LOG", "info,cryptoki=off")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -227,6 +244,17 @@ impl Signet {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the process started last is still running (not exited or restarted).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,268 @@
+//! HSM outages: a remote HSM (a SoftHSM2 token exported by `p11-kit server`, reached through
+//! `p11-kit-client.so`) is killed under load and brought back. Signet must fail fast while it is
+//! gone, say so in `/readyz`, and sign again afterwards without being restarted.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+const OP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `p11-kit server` exporting `token` on a Unix socket, in its own process group so that killing
+/// the group also kills the per-connection `p11-kit-remote` processes (killing only the parent
+/// leaves existing connections alive).
+struct RemoteHsm {
+    socket: PathBuf,
+    child: Option<Child>,
+    conf: PathBuf,
+    label: String,
+}
+
+impl RemoteHsm {
+    fn start(token: &Token, socket: &Path) -> RemoteHsm {
+        let mut r = RemoteHsm {
+            socket: socket.to_path_buf(),
+            child: None,
+            conf: token.conf(),
+            label: token.label.clone(),
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new("p11-kit")
+            .args(["server", "-f", "--provider", SOFTHSM, "-n"])
+            .arg(&self.socket)
+            .arg(format!("pkcs11:token={}", self.label))
+            .env("SOFTHSM2_CONF", &self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("p11-kit server (package p11-kit)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "p11-kit server did not create its socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for RemoteHsm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Outcome {
+    at: Instant,
+    took: Duration,
+    status: u16,
+    body: Value,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
+    let token = Token::new("remote-hsm");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p11.sock");
+    let mut hsm = RemoteHsm::start(&token, &socket);
+    let port = free_port();
+    // p11-kit 0.24 forwards neither CKM_EDDSA nor the hash-and-sign PSS mechanisms: ES256 and
+    // PS256 (hashed here, raw CKM_RSA_PKCS_PSS there) are what a remote token of this kind signs.
+    let cfg = config(
+        &token,
+        dir.path(),
+        port,
+        &[
+            set("at", "access_token", "ES256"),
+            set("id", "id_token", "PS256"),
+        ],
+    )
+    .replace(
+        &format!("module = \"{SOFTHSM}\""),
+        &format!("module = \"{P11_KIT_CLIENT}\""),
+    )
+    .replace(
+        "op_timeout = \"5s\"",
+        &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
+    );
+    let address = format!("unix:path={}", socket.display());
+    let mut signet = Signet::start_with_env(
+        &token,
+        dir.path(),
+        port,
+        &cfg,
+        &[("P11_KIT_SERVER_ADDRESS", &address)],
+    )
+    .await;
+    let pid = signet.pid();
+    let jwks = signet.get_json("/.well-known/jwks.json").await;
+
+    // Load: four workers signing in a loop until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (http, base, stop) = (signet.http.clone(), signet.base.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let set = if (w + i) % 3 == 0 { "id" } else { "at" };
+                let now = now();
+                let mut claims =
+                    json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60});
+                if set == "at" {
+                    claims["jti"] = json!(format!("{w}-{i}"));
+                    claims["client_id"] = json!("c");
+                }
+                let started = Instant::now();
+                let r = http
+                    .post(format!("{base}/v1/key-sets/{set}/sign/jwt"))
+                    .bearer_auth(SIGNER_TOKEN)
+                    .json(&json!({"claims": claims}))
+                    .send()
+                    .await
+                    .expect("Signet answers");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                outcomes.push(Outcome {
+                    at: started,
+                    took: started.elapsed(),
+                    status,
+                    body,
+                });
+                if status != 200 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            outcomes
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = Instant::now();
+    hsm.kill();
+
+    // /readyz says why within a couple of seconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ready = loop {
+        let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        if status == 503 && body["backends"]["primary"]["state"] == "down" {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz did not report the outage: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        ready["backends"]["primary"]["reason"].is_string(),
+        "{ready}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted_at = Instant::now();
+    hsm.spawn();
+
+    // Signing resumes without a restart of Signet.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the HSM came back:\n{}",
+            signet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut outcomes = Vec::new();
+    for w in workers {
+        outcomes.extend(w.await.unwrap());
+    }
+
+    assert!(signet.is_running(), "Signet exited");
+    assert_eq!(signet.pid(), pid, "Signet was not restarted");
+    let limit = OP_TIMEOUT + Duration::from_secs(1);
+    let (mut ok_before, mut failed_during, mut ok_after) = (0, 0, 0);
+    for o in &outcomes {
+        assert!(
+            o.took <= limit,
+            "a request waited {:?} (> op_timeout + 1 s): {}",
+            o.took,
+            o.body
+        );
+        match o.status {
+            200 => {
+                // Every signature returned verifies with the JWKS published before the outage.
+                verify_jwt(o.body["jwt"].as_str().unwrap(), &jwks);
+                if o.at < killed_at {
+                    ok_before += 1;
+                } else if o.at > recovered_at {
+                    ok_after += 1;
+                }
+            }
+            503 => {
+                let code = o.body["code"].as_str().unwrap_or_default();
+                assert!(
+                    ["hsm_unavailable", "hsm_timeout", "hsm_busy"].contains(&code),
+                    "unexpected 503: {}",
+                    o.body
+                );
+                assert!(
+                    o.at + o.took >= killed_at,
+                    "a 503 before the outage: {}",
+                    o.body
+                );
+                failed_during += 1;
+            }
+            other => panic!("unexpected status {other}: {}", o.body),
+        }
+    }
+    assert!(
+        ok_before > 0 && failed_during > 0 && ok_after > 0,
+        "{ok_before} / {failed_during} / {ok_after}"
+    );
+    let outage = restarted_at - killed_at;
+    eprintln!(
+        "{} requests: {ok_before} signed before, {failed_during} failed fast during a {outage:?} outage, \
+         {ok_after} signed after recovery ({:?} after the HSM came back)",
+        outcomes.len(),
+        recovered_at - restarted_at
+    );
+}
