@@ -216,6 +216,33 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
         outcomes.extend(w.await.unwrap());
     }
 
+    // The incident shows in the metrics.
+    let metrics = signet.http.get(signet.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{metrics}"))
+    };
+    assert!(value("signet_hsm_recoveries_total{hsm=\"primary\"}") >= 1.0);
+    assert!(value("signet_hsm_failures_total{hsm=\"primary\"}") >= 1.0);
+    assert_eq!(value("signet_hsm_up{hsm=\"primary\"}"), 1.0);
+    assert!(value("signet_signatures_total{key_set=\"at\",alg=\"ES256\",outcome=\"unavailable\"}") >= 1.0);
+    assert!(value("signet_signatures_total{key_set=\"at\",alg=\"ES256\",outcome=\"ok\"}") >= 1.0);
+    for series in [
+        "signet_http_request_duration_seconds_bucket",
+        "signet_http_requests_total",
+        "signet_hsm_operation_duration_seconds_bucket",
+        "signet_hsm_sessions{hsm=\"primary\",state=\"in_use\"}",
+        "signet_hsm_sessions{hsm=\"primary\",state=\"idle\"}",
+        "signet_hsm_queue_depth{hsm=\"primary\"}",
+        "signet_key_set_next_rotation_seconds{key_set=\"at\"}",
+    ] {
+        value(series);
+    }
+
     assert!(signet.is_running(), "Signet exited");
     assert_eq!(signet.pid(), pid, "Signet was not restarted");
     let limit = OP_TIMEOUT + Duration::from_secs(1);

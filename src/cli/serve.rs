@@ -11,13 +11,15 @@ use crate::keys::open_store;
 use crate::service::{Service, SystemClock};
 
 pub fn run(config: Config) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,cryptoki=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,cryptoki=off"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // SIGNET_LOG_FORMAT=json for one JSON object per line (log shippers); text otherwise.
+    if std::env::var("SIGNET_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +59,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let app = router(AppState::new(service));
+    let metrics = crate::http::observe::install_recorder();
+    let app = router(AppState::new(service).with_metrics(metrics));
     match listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

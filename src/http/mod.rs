@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+pub mod observe;
 mod http_sig;
 mod problem;
 mod routes;
@@ -28,12 +29,19 @@ use crate::service::Service;
 pub struct AppState {
     pub service: Arc<Service>,
     pub clients: Arc<Clients>,
+    /// The Prometheus recorder's handle, when this process installed one.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
     pub fn new(service: Arc<Service>) -> Self {
         let clients = Arc::new(Clients::new(&service.config.clients));
-        Self { service, clients }
+        Self { service, clients, metrics: None }
+    }
+
+    pub fn with_metrics(mut self, handle: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
+        self.metrics = handle;
+        self
     }
 }
 
@@ -56,10 +64,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(admin::audit_verify))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(observe::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .route_layer(middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

@@ -48,7 +48,7 @@ pub async fn sign_jwt(
         .service
         .sign_jwt(caller.name(), &set, req.claims, req.header)
         .await?;
-    tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
+    tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
     Ok(signed("jwt", s))
 }
 
@@ -64,7 +64,7 @@ pub async fn sign_jws(
         .service
         .sign_jws(caller.name(), &set, &req.payload, req.header, req.detached)
         .await?;
-    tracing::info!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
+    tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
     Ok(signed("jws", s))
 }
 

@@ -77,6 +77,8 @@ pub struct BackendSlot {
     /// Serialises (re)opening.
     opening: Mutex<()>,
     recovering: AtomicBool,
+    /// Set by a failure, cleared (and counted as a recovery) by the next successful open.
+    had_failure: AtomicBool,
     pub permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_queue: usize,
@@ -93,6 +95,7 @@ impl BackendSlot {
             stale: Mutex::new(None),
             opening: Mutex::new(()),
             recovering: AtomicBool::new(false),
+            had_failure: AtomicBool::new(false),
             permits,
             waiting: AtomicUsize::new(0),
             max_queue,
@@ -145,6 +148,7 @@ impl BackendSlot {
                         "HSM backend failed; failing fast and recovering");
                     metrics::counter!("signet_hsm_failures_total", "hsm" => self.config.name.clone())
                         .increment(1);
+                    self.had_failure.store(true, Ordering::SeqCst);
                     if let Ok(mut stale) = self.stale.lock() {
                         *stale = Some(current.clone());
                     }
@@ -234,8 +238,10 @@ impl BackendSlot {
             Ok(b) => {
                 tracing::info!(hsm = %self.config.name, slot = b.description().slot,
                     token = %b.description().label, "HSM backend logged in");
-                metrics::counter!("signet_hsm_recoveries_total", "hsm" => self.config.name.clone())
-                    .increment(1);
+                if self.had_failure.swap(false, Ordering::SeqCst) {
+                    metrics::counter!("signet_hsm_recoveries_total", "hsm" => self.config.name.clone())
+                        .increment(1);
+                }
                 self.set_state(BackendState::Up(Arc::new(b)));
                 true
             }

@@ -43,6 +43,16 @@ impl Service {
         set: &str,
         request: SignHttpRequest,
     ) -> Result<HttpSigned, ServiceError> {
+        let result = self.sign_http_unobserved(set, request).await;
+        self.observe_signature(set, &result);
+        result
+    }
+
+    async fn sign_http_unobserved(
+        &self,
+        set: &str,
+        request: SignHttpRequest,
+    ) -> Result<HttpSigned, ServiceError> {
         let cfg = self.key_set(set)?;
         if cfg.profile != Profile::HttpMessage {
             return Err(ServiceError::WrongProfile {

@@ -179,8 +179,8 @@ impl Service {
         self.view().records(set).to_vec()
     }
 
-    /// Signs `claims` as a JWT under key set `set`'s profile.
-    pub async fn sign_jwt(
+    /// `sign_jwt` without its metric.
+    async fn sign_jwt_unobserved(
         &self,
         actor: &str,
         set: &str,
@@ -213,8 +213,8 @@ impl Service {
         Ok(Signed { token, kid, alg })
     }
 
-    /// Signs an arbitrary payload (profile `generic` only).
-    pub async fn sign_jws(
+    /// `sign_jws` without its metric.
+    async fn sign_jws_unobserved(
         &self,
         actor: &str,
         set: &str,
@@ -250,6 +250,52 @@ impl Service {
             compact
         };
         Ok(Signed { token, kid, alg })
+    }
+
+    /// Signs `claims` as a JWT under key set `set`'s profile.
+    pub async fn sign_jwt(
+        &self,
+        actor: &str,
+        set: &str,
+        claims: Map<String, Value>,
+        header: Map<String, Value>,
+    ) -> Result<Signed, ServiceError> {
+        let result = self.sign_jwt_unobserved(actor, set, claims, header).await;
+        self.observe_signature(set, &result);
+        result
+    }
+
+    /// Signs an arbitrary payload (profile `generic` only).
+    pub async fn sign_jws(
+        &self,
+        actor: &str,
+        set: &str,
+        payload_b64: &str,
+        header: Map<String, Value>,
+        detached: bool,
+    ) -> Result<Signed, ServiceError> {
+        let result = self.sign_jws_unobserved(actor, set, payload_b64, header, detached).await;
+        self.observe_signature(set, &result);
+        result
+    }
+
+    /// Counts a sign call in `signet_signatures_total{key_set, alg, outcome}`.
+    pub(crate) fn observe_signature<T>(&self, set: &str, result: &Result<T, ServiceError>) {
+        let Some(cfg) = self.config.key_set(set) else { return };
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(ServiceError::Policy(_) | ServiceError::BadRequest { .. }) => "rejected",
+            Err(ServiceError::WrongProfile { .. }) => "rejected",
+            Err(ServiceError::Sign(SignError::Busy)) => "busy",
+            Err(ServiceError::Sign(SignError::Timeout)) => "timeout",
+            Err(ServiceError::Sign(SignError::Unavailable(_)) | ServiceError::NoActiveKey(_)) => {
+                "unavailable"
+            }
+            Err(_) => "error",
+        };
+        metrics::counter!("signet_signatures_total",
+            "key_set" => cfg.name.clone(), "alg" => cfg.alg.jose_name(), "outcome" => outcome)
+        .increment(1);
     }
 
     /// The optional per-signature audit record: never the payload, only a digest of the signing
