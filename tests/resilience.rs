@@ -217,7 +217,15 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     }
 
     // The incident shows in the metrics.
-    let metrics = signet.http.get(signet.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = signet
+        .http
+        .get(signet.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |series: &str| -> f64 {
         metrics
             .lines()
@@ -229,7 +237,10 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     assert!(value("signet_hsm_recoveries_total{hsm=\"primary\"}") >= 1.0);
     assert!(value("signet_hsm_failures_total{hsm=\"primary\"}") >= 1.0);
     assert_eq!(value("signet_hsm_up{hsm=\"primary\"}"), 1.0);
-    assert!(value("signet_signatures_total{key_set=\"at\",alg=\"ES256\",outcome=\"unavailable\"}") >= 1.0);
+    assert!(
+        value("signet_signatures_total{key_set=\"at\",alg=\"ES256\",outcome=\"unavailable\"}")
+            >= 1.0
+    );
     assert!(value("signet_signatures_total{key_set=\"at\",alg=\"ES256\",outcome=\"ok\"}") >= 1.0);
     for series in [
         "signet_http_request_duration_seconds_bucket",

@@ -13,7 +13,9 @@ use crate::service::{Service, SystemClock};
 pub fn run(config: Config) -> ExitCode {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,cryptoki=off"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // SIGNET_LOG_FORMAT=json for one JSON object per line (log shippers); text otherwise.
     if std::env::var("SIGNET_LOG_FORMAT").is_ok_and(|f| f == "json") {
         logs.json().init();

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Caller;
+use super::openapi::ProblemDoc;
 use super::problem::{ApiJson, Problem};
 use crate::config::Role;
 use crate::keys::{KeyRecord, KeyState, NewEvent};
@@ -55,6 +56,7 @@ fn keys_json(state: &AppState, set: &str) -> Result<Value, Problem> {
     }))
 }
 
+#[utoipa::path(get, path = "/v1/key-sets/{set}/keys", tag = "admin", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "every key with its state"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,7 +84,7 @@ async fn refused(
     problem
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     activate_at: Option<String>,
@@ -90,6 +92,7 @@ pub struct RotateRequest {
     force: bool,
 }
 
+#[utoipa::path(post, path = "/v1/key-sets/{set}/rotate", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body(content = RotateRequest, description = "optional"), responses((status = 200, description = "the next key activates at the given time"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,7 +144,7 @@ pub async fn rotate(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     reason: String,
@@ -149,6 +152,7 @@ pub struct RevokeRequest {
     force: bool,
 }
 
+#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/{kid}/revoke", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), request_body = RevokeRequest, responses((status = 200, description = "revoked; a revoked active key hands over to the next key at once"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -172,13 +176,14 @@ pub async fn revoke(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     id: Option<String>,
     label: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,6 +217,7 @@ pub async fn import(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed; the public JWK stays"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn destroy(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,6 +244,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(("after" = Option<i64>, Query, description = "events with seq > after"), ("limit" = Option<i64>, Query, description = "at most this many (1-1000, default 100)")), responses((status = 200, description = "audit events"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
@@ -264,6 +271,7 @@ pub async fn audit(
     Ok(Json(json!({ "events": events, "next_after": next })))
 }
 
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "the hash chain holds"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,

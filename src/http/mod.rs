@@ -4,20 +4,25 @@
 
 mod admin;
 mod auth;
-pub mod observe;
 mod http_sig;
+pub mod observe;
+mod openapi;
 mod problem;
 mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::{Caller, Clients};
 pub use problem::Problem;
@@ -36,41 +41,54 @@ pub struct AppState {
 impl AppState {
     pub fn new(service: Arc<Service>) -> Self {
         let clients = Arc::new(Clients::new(&service.config.clients));
-        Self { service, clients, metrics: None }
+        Self {
+            service,
+            clients,
+            metrics: None,
+        }
     }
 
-    pub fn with_metrics(mut self, handle: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
+    pub fn with_metrics(
+        mut self,
+        handle: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
         self.metrics = handle;
         self
     }
 }
 
-/// The whole API.
+/// The whole API, and its OpenAPI document built from the same registrations.
 pub fn router(state: AppState) -> Router {
     let max_body = state.service.config.server.max_body;
-    Router::new()
-        .route("/v1/key-sets/{set}/sign/jwt", post(routes::sign_jwt))
-        .route("/v1/key-sets/{set}/sign/jws", post(routes::sign_jws))
-        .route("/v1/key-sets/{set}/sign/http", post(http_sig::sign_http))
-        .route("/.well-known/jwks.json", get(routes::jwks_all))
-        .route("/v1/key-sets/{set}/jwks", get(routes::jwks_set))
-        .route("/v1/key-sets", get(routes::key_sets))
-        .route("/v1/key-sets/{set}/keys", get(admin::list_keys))
-        .route("/v1/key-sets/{set}/rotate", post(admin::rotate))
-        .route("/v1/key-sets/{set}/keys/import", post(admin::import))
-        .route("/v1/key-sets/{set}/keys/{kid}/revoke", post(admin::revoke))
-        .route("/v1/key-sets/{set}/keys/{kid}", delete(admin::destroy))
-        .route("/v1/audit", get(admin::audit))
-        .route("/v1/audit/verify", get(admin::audit_verify))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(observe::metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .route_layer(middleware::from_fn(observe::observe))
-        .with_state(state)
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::sign_jwt))
+        .routes(routes!(routes::sign_jws))
+        .routes(routes!(http_sig::sign_http))
+        .routes(routes!(routes::jwks_all))
+        .routes(routes!(routes::jwks_set))
+        .routes(routes!(routes::key_sets))
+        .routes(routes!(admin::list_keys))
+        .routes(routes!(admin::rotate))
+        .routes(routes!(admin::import))
+        .routes(routes!(admin::revoke))
+        .routes(routes!(admin::destroy))
+        .routes(routes!(admin::audit))
+        .routes(routes!(admin::audit_verify))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(observe::metrics))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/openapi.json",
+        get(move || async move { Json(doc.as_ref().clone()) }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(max_body))
+    .layer(middleware::from_fn_with_state(state.clone(), deadline))
+    .route_layer(middleware::from_fn(observe::observe))
+    .with_state(state)
 }
 
 async fn not_found() -> Problem {

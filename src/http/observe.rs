@@ -42,7 +42,11 @@ fn new_request_id() -> String {
 }
 
 fn sane(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// Request id, span, access log and request metrics.
@@ -82,9 +86,14 @@ pub async fn observe(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: gauges of the current state are set at scrape time, then everything rendered.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
-        return (StatusCode::NOT_FOUND, "metrics are not enabled in this process").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process",
+        )
+            .into_response();
     };
     let service = &state.service;
     for slot in &service.backends {
@@ -95,7 +104,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let (waiting, running) = slot.load();
         let up = matches!(slot.state(), BackendState::Up(_));
         metrics::gauge!("signet_hsm_up", "hsm" => name.clone()).set(if up { 1.0 } else { 0.0 });
-        metrics::gauge!("signet_hsm_sessions", "hsm" => name.clone(), "state" => "in_use").set(running as f64);
+        metrics::gauge!("signet_hsm_sessions", "hsm" => name.clone(), "state" => "in_use")
+            .set(running as f64);
         metrics::gauge!("signet_hsm_sessions", "hsm" => name.clone(), "state" => "idle")
             .set(slot.config.sessions.saturating_sub(running) as f64);
         metrics::gauge!("signet_hsm_queue_depth", "hsm" => name).set(waiting as f64);
@@ -107,13 +117,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let next = lifecycle::next(records, now).map_or(0, |k| k.activate_at - now);
         metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => set.name.clone())
             .set(next as f64);
-        let published = lifecycle::published(records, set.policy.retain.as_secs() as i64, now).len();
+        let published =
+            lifecycle::published(records, set.policy.retain.as_secs() as i64, now).len();
         metrics::gauge!("signet_key_set_published_keys", "key_set" => set.name.clone())
             .set(published as f64);
     }
     handle.run_upkeep();
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         handle.render(),
     )
         .into_response()

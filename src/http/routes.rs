@@ -9,24 +9,33 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::auth::Caller;
+use super::openapi::{JwksDoc, ProblemDoc, SignedDoc};
 use super::problem::{ApiJson, Problem};
 use crate::config::Role;
 use crate::keys::lifecycle;
 use crate::service::Signed;
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/key-sets/{set}/sign/jwt`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignJwtRequest {
+    /// The JWT claims, signed as sent after the profile's checks.
+    #[schema(value_type = Object)]
     claims: Map<String, Value>,
+    /// Header members the profile allows (`typ`; any but alg/kid/jku/x5u/jwk/crit for `generic`).
     #[serde(default)]
+    #[schema(value_type = Object)]
     header: Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/key-sets/{set}/sign/jws` (profile `generic`)
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignJwsRequest {
+    /// base64url of the payload.
     payload: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     header: Map<String, Value>,
     #[serde(default)]
     detached: bool,
@@ -36,6 +45,7 @@ fn signed(field: &str, s: Signed) -> Json<Value> {
     Json(json!({ field: s.token, "kid": s.kid, "alg": s.alg }))
 }
 
+#[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jwt", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwtRequest, responses((status = 200, description = "the signed JWT", body = SignedDoc), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn sign_jwt(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,6 +62,7 @@ pub async fn sign_jwt(
     Ok(signed("jwt", s))
 }
 
+#[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jws", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwsRequest, responses((status = 200, description = "the JWS"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn sign_jws(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,6 +79,7 @@ pub async fn sign_jws(
     Ok(signed("jws", s))
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "jwks", responses((status = 200, description = "every published public key; Cache-Control max-age and a strong ETag", body = JwksDoc), (status = 304, description = "If-None-Match matched")))]
 pub async fn jwks_all(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -75,6 +87,7 @@ pub async fn jwks_all(
     jwks(&state, None, &headers)
 }
 
+#[utoipa::path(get, path = "/v1/key-sets/{set}/jwks", tag = "jwks", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "the key set's published public keys", body = JwksDoc), (status = 304, description = "If-None-Match matched"), (status = 404, description = "unknown key set", body = ProblemDoc)))]
 pub async fn jwks_set(
     State(state): State<AppState>,
     Path(set): Path<String>,
@@ -112,6 +125,7 @@ fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Resp
 
 use super::admin::rfc3339;
 
+#[utoipa::path(get, path = "/v1/key-sets", tag = "admin", responses((status = 200, description = "key sets with active and next kids"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn key_sets(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,10 +164,12 @@ pub async fn key_sets(
     Ok(Json(json!({ "key_sets": sets })))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let r = state.service.readiness().await;
     let mut backends = Map::new();

@@ -274,14 +274,18 @@ impl Service {
         header: Map<String, Value>,
         detached: bool,
     ) -> Result<Signed, ServiceError> {
-        let result = self.sign_jws_unobserved(actor, set, payload_b64, header, detached).await;
+        let result = self
+            .sign_jws_unobserved(actor, set, payload_b64, header, detached)
+            .await;
         self.observe_signature(set, &result);
         result
     }
 
     /// Counts a sign call in `signet_signatures_total{key_set, alg, outcome}`.
     pub(crate) fn observe_signature<T>(&self, set: &str, result: &Result<T, ServiceError>) {
-        let Some(cfg) = self.config.key_set(set) else { return };
+        let Some(cfg) = self.config.key_set(set) else {
+            return;
+        };
         let outcome = match result {
             Ok(_) => "ok",
             Err(ServiceError::Policy(_) | ServiceError::BadRequest { .. }) => "rejected",

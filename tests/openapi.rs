@@ -1,0 +1,83 @@
+//! `/openapi.json` is generated from the code and covers every route the service answers.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+
+/// Every route of DESIGN.md's HTTP API v1 (and the operations routes).
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/key-sets/{set}/sign/jwt"),
+    ("post", "/v1/key-sets/{set}/sign/jws"),
+    ("post", "/v1/key-sets/{set}/sign/http"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/v1/key-sets/{set}/jwks"),
+    ("get", "/v1/key-sets"),
+    ("get", "/v1/key-sets/{set}/keys"),
+    ("post", "/v1/key-sets/{set}/rotate"),
+    ("post", "/v1/key-sets/{set}/keys/{kid}/revoke"),
+    ("post", "/v1/key-sets/{set}/keys/import"),
+    ("delete", "/v1/key-sets/{set}/keys/{kid}"),
+    ("get", "/v1/audit"),
+    ("get", "/v1/audit/verify"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes_the_service_answers() {
+    let token = Token::new("openapi");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let signet = Signet::start(
+        &token,
+        dir.path(),
+        port,
+        &config(&token, dir.path(), port, &[set("id", "id_token", "ES256")]),
+    )
+    .await;
+    let doc = signet.get_json("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.insert((method.clone(), path.clone()));
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
+        }
+    }
+    let expected: BTreeSet<_> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["SignJwtRequest"].is_object());
+
+    // Each documented operation is served: no route-level 404 or 405.
+    for (method, path) in &documented {
+        let url = signet.url(&path.replace("{set}", "id").replace("{kid}", "nope"));
+        let req = match method.as_str() {
+            "get" => signet.http.get(url),
+            "post" => signet
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body("{}"),
+            "delete" => signet.http.delete(url),
+            other => panic!("{other}"),
+        };
+        let r = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            status != 405 && body["code"] != "not_found",
+            "{method} {path}: {status} {body}"
+        );
+    }
+}
