@@ -59,6 +59,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Serve | Command::CheckConfig)
+        && let Some(files) = &config.server.tls
+        && let Err(e) = crate::http::tls::Tls::load(files)
+    {
+        eprintln!("error: {}: {e}", cli.config.display());
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::CheckConfig => {
             println!(

@@ -176,18 +176,36 @@ pub struct Signet {
 impl Signet {
     /// Writes `config` to `dir/signet.toml` and starts the service on `port` with `token`.
     pub async fn start(token: &Token, dir: &Path, port: u16, config: &str) -> Signet {
+        let base = format!("http://127.0.0.1:{port}");
+        Self::start_with(token, dir, base, reqwest::Client::new(), config).await
+    }
+
+    /// Like [`Signet::start`] for a listener that `http` reaches at `base` (such as TLS with a
+    /// test CA); readiness is polled through `http`.
+    pub async fn start_with(
+        token: &Token,
+        dir: &Path,
+        base: String,
+        http: reqwest::Client,
+        config: &str,
+    ) -> Signet {
         let config_path = dir.join("signet.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut s = Signet {
             child: None,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             config_path,
             log_path: dir.join("signet.log"),
-            http: reqwest::Client::new(),
+            http,
             conf: token.conf(),
         };
         s.spawn().await;
         s
+    }
+
+    /// Process id of the running service (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("signet is running").id()
     }
 
     async fn spawn(&mut self) {
