@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -18,6 +19,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// A CA made for one test, and the certificates it signs.
 struct Ca {
@@ -99,7 +102,7 @@ fn dns(d: &str) -> SanType {
     SanType::DnsName(d.try_into().unwrap())
 }
 
-/// A rustls client trusting `ca`, presenting `who` if given.
+/// A rustls client config trusting `ca`, presenting `who` if given.
 fn tls_client_config(ca: &Ca, who: Option<&Leaf>) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.issuer.der().clone()).unwrap();
@@ -120,47 +123,127 @@ fn tls_client_config(ca: &Ca, who: Option<&Leaf>) -> rustls::ClientConfig {
     }
 }
 
-/// An HTTPS client (fresh connection pool) trusting `ca`, presenting `who` if given.
-fn https(ca: &Ca, who: Option<&Leaf>) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls_client_config(ca, who))
-        .tls_info(true)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+/// What one request got back.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> Option<&str> {
+        self.body["code"].as_str()
+    }
+}
+
+/// One HTTP/1.1 request over `io` (a TLS stream or a Unix socket).
+async fn exchange<T>(
+    io: T,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Reply, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "signet.test");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(b).unwrap())
+        }
+        None => Bytes::new(),
+    };
+    let r = send
+        .send_request(req.body(Full::new(bytes)).unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = r
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        retry_after,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+/// An HTTPS client of the test server on 127.0.0.1: trusts `ca`, presents a client certificate if
+/// given, and opens a new connection for every request.
+struct Https {
+    config: Arc<rustls::ClientConfig>,
+    port: u16,
+}
+
+impl Https {
+    fn new(ca: &Ca, who: Option<&Leaf>, port: u16) -> Https {
+        Https {
+            config: Arc::new(tls_client_config(ca, who)),
+            port,
+        }
+    }
+
+    async fn connect(&self) -> Result<TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
+        exchange(self.connect().await?, method, path, token, body).await
+    }
+
+    /// POSTs fresh ID token claims to `path`; `Err` when the connection or handshake fails.
+    async fn sign(&self, path: &str, token: Option<&str>) -> Result<Reply, String> {
+        self.send("POST", path, token, Some(&claims())).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None, None).await.unwrap()
+    }
+
+    /// The server certificate a new connection sees.
+    async fn server_cert(&self) -> Vec<u8> {
+        let tls = self.connect().await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
 }
 
 fn claims() -> Value {
     let now = now();
     json!({"claims": {"iss": ISSUER, "sub": "alice", "aud": "rp", "iat": now, "exp": now + 60}})
-}
-
-/// POSTs `body` to `path` with `client` (and a bearer token if given): status, `Retry-After`,
-/// body.
-async fn post(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> Result<(u16, Option<String>, Value), reqwest::Error> {
-    let mut req = client.post(format!("{base}{path}")).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await?;
-    let status = r.status().as_u16();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = r.json().await.unwrap_or(Value::Null);
-    Ok((status, retry, body))
-}
-
-async fn get(client: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
-    let r = client.get(format!("{base}{path}")).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits until the service log contains `needle` (ignoring case).
@@ -234,20 +317,29 @@ burst = 2
     c
 }
 
-async fn start_tls(token: &Token, dir: &Path, ca: &Ca, client_ca: bool) -> Signet {
+/// Starts the service with `[server.tls]` on a free port; returns it with that port.
+async fn start_tls(token: &Token, dir: &Path, ca: &Ca, client_ca: bool) -> (Signet, u16) {
     let port = free_port();
     ca.server(1)
         .write(&dir.join("server.crt"), &dir.join("server.key"));
     ca.write(&dir.join("clients-ca.pem"));
-    let text = tls_config(token, dir, port, client_ca);
-    Signet::start_with(
-        token,
-        dir,
-        format!("https://127.0.0.1:{port}"),
-        https(ca, None),
-        &text,
-    )
-    .await
+    let mut signet = Signet::launch(token, dir, &tls_config(token, dir, port, client_ca));
+    let anonymous = Https::new(ca, None, port);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = anonymous.send("GET", "/readyz", None, None).await
+            && r.status == 200
+        {
+            return (signet, port);
+        }
+        signet.check_running();
+        assert!(Instant::now() < deadline, "not ready:\n{}", signet.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn as_leaf(ca: &Ca) -> Leaf {
+    ca.client("as", vec![uri("spiffe://example.test/as")], false)
 }
 
 #[tokio::test]
@@ -255,119 +347,93 @@ async fn mtls_clients_are_held_to_their_role_and_key_sets() {
     let token = Token::new("tls-roles");
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("Signet test CA");
-    let signet = start_tls(&token, dir.path(), &ca, true).await;
-    let base = signet.base.clone();
-    let as_ = https(
-        &ca,
-        Some(&ca.client("as", vec![uri("spiffe://example.test/as")], false)),
-    );
+    let (signet, port) = start_tls(&token, dir.path(), &ca, true).await;
+    let as_ = Https::new(&ca, Some(&as_leaf(&ca)), port);
 
     // The right client signs, and the JWT verifies with the JWKS fetched over TLS.
-    let (status, _, body) = post(&as_, &base, SIGN_ID, None, &claims()).await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    let (_, jwks) = get(&as_, &base, "/v1/key-sets/id/jwks").await;
-    let (_, payload) = verify_jwt(body["jwt"].as_str().unwrap(), &jwks);
+    let r = as_.sign(SIGN_ID, None).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let jwks = as_.get("/v1/key-sets/id/jwks").await.body;
+    let (_, payload) = verify_jwt(r.body["jwt"].as_str().unwrap(), &jwks);
     assert_eq!(payload["sub"], "alice");
 
     // Outside its key sets, or on an admin route: 403.
-    let (status, _, body) = post(&as_, &base, SIGN_OTHER, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
-    let (status, body) = get(&as_, &base, "/v1/key-sets").await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    let r = as_.sign(SIGN_OTHER, None).await.unwrap();
+    assert_eq!((r.status, r.code()), (403, Some("forbidden")));
+    let r = as_.get("/v1/key-sets").await;
+    assert_eq!((r.status, r.code()), (403, Some("forbidden")));
 
     // A DNS SAN matches case-insensitively; a subject CN matches its own client only.
-    let worker = https(
+    let worker = Https::new(
         &ca,
         Some(&ca.client("w", vec![dns("worker.example.test")], false)),
+        port,
     );
-    let (status, _, body) = post(&worker, &base, SIGN_ID, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let cn = https(
+    let r = worker.sign(SIGN_ID, None).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let cn = Https::new(
         &ca,
         Some(&ca.client("cn-signer.example.test", vec![], false)),
+        port,
     );
-    let (status, _, body) = post(&cn, &base, SIGN_OTHER, None, &claims()).await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    let (status, _, _) = post(&cn, &base, SIGN_ID, None, &claims()).await.unwrap();
-    assert_eq!(status, 403);
+    let r = cn.sign(SIGN_OTHER, None).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(cn.sign(SIGN_ID, None).await.unwrap().status, 403);
 
     // The auditor reads the key sets but may not sign.
     // TODO(after merge with key lifecycle): also 403 on POST /v1/key-sets/id/rotate.
-    let auditor = https(&ca, Some(&ca.client("auditor.example.test", vec![], false)));
-    let (status, body) = get(&auditor, &base, "/v1/key-sets").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["key_sets"].as_array().unwrap().len(), 2);
-    let (status, _, body) = post(&auditor, &base, SIGN_ID, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    let auditor = Https::new(
+        &ca,
+        Some(&ca.client("auditor.example.test", vec![], false)),
+        port,
+    );
+    let r = auditor.get("/v1/key-sets").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["key_sets"].as_array().unwrap().len(), 2);
+    let r = auditor.sign(SIGN_ID, None).await.unwrap();
+    assert_eq!((r.status, r.code()), (403, Some("forbidden")));
 
     // No certificate: 401 without a token; a bearer token still works over TLS.
-    let anonymous = https(&ca, None);
-    let (status, _, body) = post(&anonymous, &base, SIGN_ID, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _, body) = post(&anonymous, &base, SIGN_ID, Some(SIGNER_TOKEN), &claims())
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let anonymous = Https::new(&ca, None, port);
+    let r = anonymous.sign(SIGN_ID, None).await.unwrap();
+    assert_eq!((r.status, r.code()), (401, Some("unauthorized")));
+    let r = anonymous.sign(SIGN_ID, Some(SIGNER_TOKEN)).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
 
-    // A certificate of the right CA that names no client; one naming a client while the token
-    // names another.
-    let stranger = https(
+    // A certificate of the right CA that names no client (a valid token does not help); one
+    // naming a client while the token names another.
+    let stranger = Https::new(
         &ca,
         Some(&ca.client("stranger", vec![uri("spiffe://example.test/x")], false)),
+        port,
     );
-    let (status, _, body) = post(&stranger, &base, SIGN_ID, Some(SIGNER_TOKEN), &claims())
-        .await
-        .unwrap();
+    let r = stranger.sign(SIGN_ID, Some(SIGNER_TOKEN)).await.unwrap();
     assert_eq!(
-        (status, body["code"].as_str()),
+        (r.status, r.code()),
         (401, Some("unknown_client_certificate"))
     );
-    let (status, _, body) = post(&as_, &base, SIGN_ID, Some(SIGNER_TOKEN), &claims())
-        .await
-        .unwrap();
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("conflicting_credentials"))
-    );
+    let r = as_.sign(SIGN_ID, Some(SIGNER_TOKEN)).await.unwrap();
+    assert_eq!((r.status, r.code()), (401, Some("conflicting_credentials")));
 
     // A certificate from another CA, and an expired one: the handshake fails.
     let foreign = Ca::new("Somebody else's CA");
-    let impostor = https(
-        &ca,
-        Some(&foreign.client("as", vec![uri("spiffe://example.test/as")], false)),
-    );
-    assert!(
-        post(&impostor, &base, SIGN_ID, None, &claims())
-            .await
-            .is_err()
-    );
+    let impostor = Https::new(&ca, Some(&as_leaf(&foreign)), port);
+    let e = impostor.sign(SIGN_ID, None).await.unwrap_err();
     assert!(
         log_shows(&signet, "UnknownIssuer").await,
-        "{}",
+        "{e}\n{}",
         signet.log()
     );
-    let expired = https(
+    let expired = Https::new(
         &ca,
         Some(&ca.client("as", vec![uri("spiffe://example.test/as")], true)),
+        port,
     );
-    assert!(
-        post(&expired, &base, SIGN_ID, None, &claims())
-            .await
-            .is_err()
-    );
-    assert!(log_shows(&signet, "expired").await, "{}", signet.log());
+    let e = expired.sign(SIGN_ID, None).await.unwrap_err();
+    assert!(log_shows(&signet, "expired").await, "{e}\n{}", signet.log());
 
     // The right client still works after all that.
-    let (status, _, _) = post(&as_, &base, SIGN_ID, None, &claims()).await.unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(as_.sign(SIGN_ID, None).await.unwrap().status, 200);
 }
 
 #[tokio::test]
@@ -375,59 +441,42 @@ async fn a_client_over_its_quota_gets_429_and_others_are_unaffected() {
     let token = Token::new("tls-quota");
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("Signet test CA");
-    let signet = start_tls(&token, dir.path(), &ca, true).await;
-    let base = signet.base.clone();
-    let throttled = https(
+    let (_signet, port) = start_tls(&token, dir.path(), &ca, true).await;
+    let throttled = Https::new(
         &ca,
         Some(&ca.client("throttled.example.test", vec![], false)),
+        port,
     );
-    let as_ = https(
-        &ca,
-        Some(&ca.client("as", vec![uri("spiffe://example.test/as")], false)),
-    );
+    let as_ = Https::new(&ca, Some(&as_leaf(&ca)), port);
     // rate = "1/m", burst = 2.
     for _ in 0..2 {
-        let (status, _, body) = post(&throttled, &base, SIGN_ID, None, &claims())
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{body}");
+        let r = throttled.sign(SIGN_ID, None).await.unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
     }
-    let (status, retry, body) = post(&throttled, &base, SIGN_ID, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
-    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    let r = throttled.sign(SIGN_ID, None).await.unwrap();
+    assert_eq!((r.status, r.code()), (429, Some("rate_limited")));
+    let retry: u64 = r.retry_after.expect("Retry-After").parse().unwrap();
     assert!((50..=60).contains(&retry), "Retry-After {retry}");
     for _ in 0..5 {
-        let (status, _, body) = post(&as_, &base, SIGN_ID, None, &claims()).await.unwrap();
-        assert_eq!(status, 200, "{body}");
+        let r = as_.sign(SIGN_ID, None).await.unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
     }
-    let (status, _, _) = post(&throttled, &base, SIGN_ID, None, &claims())
-        .await
-        .unwrap();
-    assert_eq!(status, 429);
+    assert_eq!(throttled.sign(SIGN_ID, None).await.unwrap().status, 429);
 }
 
 /// Sends a request's headers and half its body on a connection of its own, so that it is in
 /// flight while the test reloads the certificate; `finish` sends the rest and reads the answer.
 struct InFlight {
-    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    stream: TlsStream<TcpStream>,
     rest: Vec<u8>,
 }
 
 impl InFlight {
-    async fn start(port: u16, config: rustls::ClientConfig, path: &str, body: &Value) -> InFlight {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
+    async fn start(client: &Https, path: &str, body: &Value) -> InFlight {
+        let mut stream = client.connect().await.unwrap();
         let body = serde_json::to_vec(body).unwrap();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: signet.test\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
@@ -449,19 +498,10 @@ impl InFlight {
         self.stream.write_all(&self.rest).await.unwrap();
         self.stream.flush().await.unwrap();
         let mut out = Vec::new();
+        // The server closes without close_notify after `Connection: close`; keep what was read.
         let _ = self.stream.read_to_end(&mut out).await;
         String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-/// The server certificate a new connection of `client` sees.
-async fn served_cert(client: &reqwest::Client, base: &str) -> Vec<u8> {
-    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
-    r.extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(|i| i.peer_certificate())
-        .expect("TLS info")
-        .to_vec()
 }
 
 fn sighup(signet: &Signet) {
@@ -479,34 +519,22 @@ async fn sighup_reloads_the_certificate_without_dropping_in_flight_requests() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ca = Ca::new("Signet test CA");
-    let signet = start_tls(&token, d, &ca, true).await;
-    let port: u16 = signet.base.rsplit(':').next().unwrap().parse().unwrap();
+    let (signet, port) = start_tls(&token, d, &ca, true).await;
+    let anonymous = Https::new(&ca, None, port);
     let first = std::fs::read(d.join("server.crt")).unwrap();
     let first_der = CertificateDer::from_pem_slice(&first).unwrap().to_vec();
-    assert_eq!(
-        served_cert(&https(&ca, None), &signet.base).await,
-        first_der
-    );
+    assert_eq!(anonymous.server_cert().await, first_der);
 
-    let as_leaf = ca.client("as", vec![uri("spiffe://example.test/as")], false);
-    let in_flight = InFlight::start(
-        port,
-        tls_client_config(&ca, Some(&as_leaf)),
-        SIGN_ID,
-        &claims(),
-    )
-    .await;
+    let as_ = Https::new(&ca, Some(&as_leaf(&ca)), port);
+    let in_flight = InFlight::start(&as_, SIGN_ID, &claims()).await;
     assert_eq!(in_flight.server_cert(), first_der);
 
-    // New files, SIGHUP: new connections see serial 2.
+    // New files, SIGHUP: new connections see the certificate with serial 2.
     let second = ca.server(2);
     second.write(&d.join("server.crt"), &d.join("server.key"));
     sighup(&signet);
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if served_cert(&https(&ca, None), &signet.base).await == second.der {
-            break;
-        }
+    while anonymous.server_cert().await != second.der {
         assert!(Instant::now() < deadline, "not reloaded:\n{}", signet.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -526,32 +554,20 @@ async fn sighup_reloads_the_certificate_without_dropping_in_flight_requests() {
         "{}",
         signet.log()
     );
-    assert_eq!(
-        served_cert(&https(&ca, None), &signet.base).await,
-        second.der
-    );
+    assert_eq!(anonymous.server_cert().await, second.der);
 
-    // The client CA is reloaded too: after switching to a new CA, the old CA's clients fail.
+    // The client CA is reloaded too: after switching to a new CA, its clients get in and the old
+    // CA's clients fail the handshake.
     let new_ca = Ca::new("Next test CA");
     second.write(&d.join("server.crt"), &d.join("server.key"));
     new_ca.write(&d.join("clients-ca.pem"));
     sighup(&signet);
+    let new_as = Https::new(&ca, Some(&as_leaf(&new_ca)), port);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let new_as = new_ca.client("as", vec![uri("spiffe://example.test/as")], false);
-    loop {
-        let ok = post(
-            &https(&ca, Some(&new_as)),
-            &signet.base,
-            SIGN_ID,
-            None,
-            &claims(),
-        )
-        .await
-        .map(|(s, _, _)| s == 200)
-        .unwrap_or(false);
-        if ok {
-            break;
-        }
+    while !matches!(
+        new_as.sign(SIGN_ID, None).await,
+        Ok(Reply { status: 200, .. })
+    ) {
         assert!(
             Instant::now() < deadline,
             "CA not reloaded:\n{}",
@@ -559,20 +575,11 @@ async fn sighup_reloads_the_certificate_without_dropping_in_flight_requests() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let old = https(&ca, Some(&as_leaf));
-    assert!(
-        post(&old, &signet.base, SIGN_ID, None, &claims())
-            .await
-            .is_err()
-    );
+    assert!(as_.sign(SIGN_ID, None).await.is_err());
 }
 
 #[tokio::test]
 async fn the_unix_socket_listener_serves_the_same_api() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::TokioIo;
-
     let token = Token::new("unix");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("signet.sock");
@@ -587,77 +594,24 @@ async fn the_unix_socket_listener_serves_the_same_api() {
         &format!("listen = \"unix:{}\"\n# was: \"127.0.0.1:", sock.display()),
         1,
     );
-    // `Signet::start_with` polls readiness over HTTP; a reqwest client cannot reach a Unix
-    // socket, so run the binary here and poll the socket.
-    let path = dir.path().join("signet.toml");
-    std::fs::write(&path, &text).unwrap();
-    let log = std::fs::File::create(dir.path().join("signet.log")).unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+    let mut signet = Signet::launch(&token, dir.path(), &text);
+    let request = |method: &'static str, path: &'static str, token, body: Option<Value>| {
+        let sock = sock.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(&sock)
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(stream, method, path, token, body.as_ref()).await
         }
-    }
-    let mut child = Kill(
-        Command::new(env!("CARGO_BIN_EXE_signet"))
-            .args(["--config", path.to_str().unwrap(), "serve"])
-            .env("SOFTHSM2_CONF", token.conf())
-            .env("SIGNET_HSM_PIN", PIN)
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-
-    async fn request(
-        sock: &Path,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<(u16, Value)> {
-        let stream = tokio::net::UnixStream::connect(sock).await.ok()?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "signet");
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(serde_json::to_vec(b).unwrap())
-            }
-            None => Bytes::new(),
-        };
-        let r = send
-            .send_request(req.body(Full::new(body)).unwrap())
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        let bytes = r.into_body().collect().await.ok()?.to_bytes();
-        Some((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Some((200, _)) = request(&sock, "GET", "/readyz", None, None).await {
+        if let Ok(r) = request("GET", "/readyz", None, None).await
+            && r.status == 200
+        {
             break;
         }
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!(
-                "signet exited with {status}: {}",
-                std::fs::read_to_string(dir.path().join("signet.log")).unwrap()
-            );
-        }
+        signet.check_running();
         assert!(Instant::now() < deadline, "not ready on {}", sock.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -666,22 +620,23 @@ async fn the_unix_socket_listener_serves_the_same_api() {
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
 
-    let (status, body) = request(&sock, "POST", SIGN_ID, Some(SIGNER_TOKEN), Some(&claims()))
+    let r = request("POST", SIGN_ID, Some(SIGNER_TOKEN), Some(claims()))
         .await
         .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let (_, jwks) = request(&sock, "GET", "/.well-known/jwks.json", None, None)
+    assert_eq!(r.status, 200, "{r:?}");
+    let jwks = request("GET", "/.well-known/jwks.json", None, None)
+        .await
+        .unwrap()
+        .body;
+    verify_jwt(r.body["jwt"].as_str().unwrap(), &jwks);
+    let r = request("POST", SIGN_ID, None, Some(claims()))
         .await
         .unwrap();
-    verify_jwt(body["jwt"].as_str().unwrap(), &jwks);
-    let (status, body) = request(&sock, "POST", SIGN_ID, None, Some(&claims()))
+    assert_eq!((r.status, r.code()), (401, Some("unauthorized")));
+    let r = request("GET", "/v1/key-sets", Some(SIGNER_TOKEN), None)
         .await
         .unwrap();
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
-    let (status, body) = request(&sock, "GET", "/v1/key-sets", Some(SIGNER_TOKEN), None)
-        .await
-        .unwrap();
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!((r.status, r.code()), (403, Some("forbidden")));
 }
 
 fn check_config(dir: &Path, text: &str) -> (i32, String) {

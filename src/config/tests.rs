@@ -16,6 +16,11 @@ fn reference_and_dev_configs_parse() {
     assert_eq!(c.key_sets.len(), 3);
     assert_eq!(c.key_sets[2].alg, Algorithm::EdDsa);
     assert_eq!(c.hsms[0].pin, PinSource::Env("SIGNET_HSM_PIN".into()));
+    assert_eq!(c.server.tls, None);
+    assert_eq!(
+        c.clients[0].quota.map(|q| (q.count, q.burst)),
+        Some((500, 500))
+    );
 
     let (text, path) = repo_file("config/dev.toml");
     let c = Config::from_toml(&text, &path, no_env()).unwrap();

@@ -176,31 +176,43 @@ pub struct Signet {
 impl Signet {
     /// Writes `config` to `dir/signet.toml` and starts the service on `port` with `token`.
     pub async fn start(token: &Token, dir: &Path, port: u16, config: &str) -> Signet {
-        let base = format!("http://127.0.0.1:{port}");
-        Self::start_with(token, dir, base, reqwest::Client::new(), config).await
-    }
-
-    /// Like [`Signet::start`] for a listener that `http` reaches at `base` (such as TLS with a
-    /// test CA); readiness is polled through `http`.
-    pub async fn start_with(
-        token: &Token,
-        dir: &Path,
-        base: String,
-        http: reqwest::Client,
-        config: &str,
-    ) -> Signet {
         let config_path = dir.join("signet.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut s = Signet {
             child: None,
-            base,
+            base: format!("http://127.0.0.1:{port}"),
             config_path,
             log_path: dir.join("signet.log"),
-            http,
+            http: reqwest::Client::new(),
             conf: token.conf(),
         };
         s.spawn().await;
         s
+    }
+
+    /// Writes `config` to `dir/signet.toml` and starts the service without waiting for it, for
+    /// listeners the plain `http` client cannot reach (TLS with a test CA, a Unix socket): poll
+    /// readiness with a client of your own, calling [`Signet::check_running`] in the loop.
+    pub fn launch(token: &Token, dir: &Path, config: &str) -> Signet {
+        let config_path = dir.join("signet.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut s = Signet {
+            child: None,
+            base: String::new(),
+            config_path,
+            log_path: dir.join("signet.log"),
+            http: reqwest::Client::new(),
+            conf: token.conf(),
+        };
+        s.spawn_process();
+        s
+    }
+
+    /// Panics with the log if the service has exited.
+    pub fn check_running(&mut self) {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            panic!("signet exited with {status}:\n{}", self.log());
+        }
     }
 
     /// Process id of the running service (to send it signals).
@@ -209,6 +221,11 @@ impl Signet {
     }
 
     async fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready().await;
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -224,7 +241,6 @@ impl Signet {
             .spawn()
             .expect("spawn signet");
         self.child = Some(child);
-        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
