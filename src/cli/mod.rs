@@ -67,17 +67,26 @@ enum HsmCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let load = || {
-        Config::load(&cli.config).map_err(|e| {
+    // `check_tls`: also read and parse the TLS files, as serving will.
+    let load = |check_tls: bool| {
+        let config = Config::load(&cli.config).map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::from(2)
-        })
+        })?;
+        if check_tls
+            && let Some(files) = &config.server.tls
+            && let Err(e) = crate::http::tls::Tls::load(files)
+        {
+            eprintln!("error: {}: {e}", cli.config.display());
+            return Err(ExitCode::from(2));
+        }
+        Ok(config)
     };
     let result = match cli.command {
         // The operator commands talk to a running service and need no configuration file.
         Command::Keys { client, command } => Ok(admin::keys(&client, command)),
         Command::Audit { client, command } => Ok(admin::audit(&client, command)),
-        Command::CheckConfig => load().map(|config| {
+        Command::CheckConfig => load(true).map(|config| {
             println!(
                 "{}: ok ({} hsm, {} key sets, {} clients)",
                 cli.config.display(),
@@ -87,10 +96,10 @@ pub fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }),
-        Command::Serve => load().map(serve::run),
+        Command::Serve => load(true).map(serve::run),
         Command::Hsm {
             command: HsmCommand::Info,
-        } => load().map(|c| hsm_info(&c)),
+        } => load(false).map(|c| hsm_info(&c)),
     };
     result.unwrap_or_else(|code| code)
 }

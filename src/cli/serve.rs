@@ -1,4 +1,5 @@
-//! `signet serve`: store, service, upkeep loop, listener, graceful shutdown.
+//! `signet serve`: store, service, upkeep loop, listener (plain, Unix socket or TLS), SIGHUP
+//! reload of the TLS files, graceful shutdown.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, Listen};
+use crate::http::tls::{Tls, TlsListener, TlsPeer};
 use crate::http::{AppState, router};
 use crate::keys::open_store;
 use crate::service::{Service, SystemClock};
@@ -46,6 +48,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let listen = config.server.listen.clone();
     let refresh = config.server.key_refresh;
+    // Read the TLS files before anything else starts: a bad file stops start-up at once.
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(Tls::load(files)?)),
+        None => None,
+    };
+    reload_on_sighup(tls.clone())?;
     let store = open_store(&config.store.url)
         .await
         .with_context(|| format!("store.url {}", config.store.url))?;
@@ -63,8 +71,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let metrics = crate::http::observe::install_recorder();
     let app = router(AppState::new(service).with_metrics(metrics));
-    match listen {
-        Listen::Tcp(addr) => {
+    match (listen, tls) {
+        (Listen::Tcp(addr), Some(tls)) => {
+            let listener = TlsListener::bind(addr, tls)
+                .await
+                .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+            tracing::info!(addr = %listener.local_tcp_addr(), "signet listening (TLS)");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<TlsPeer>(),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        }
+        (Listen::Tcp(addr), None) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("server.listen: cannot bind {addr}"))?;
@@ -73,7 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_graceful_shutdown(shutdown())
                 .await?;
         }
-        Listen::Unix(path) => {
+        (Listen::Unix(path), _) => {
             let _ = std::fs::remove_file(&path);
             let listener = tokio::net::UnixListener::bind(&path)
                 .with_context(|| format!("server.listen: cannot bind unix:{}", path.display()))?;
@@ -86,6 +106,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("signet stopped");
+    Ok(())
+}
+
+/// SIGHUP reads the TLS certificate, key and client CA again for new connections; open
+/// connections keep what they negotiated. A file that does not load leaves the previous ones.
+fn reload_on_sighup(tls: Option<Arc<Tls>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match &tls {
+                Some(tls) => match tls.reload() {
+                    Ok(summary) => tracing::info!(%summary, "SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS files not reloaded; keeping the previous certificate"
+                    ),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload (no [server.tls])"),
+            }
+        }
+    });
     Ok(())
 }
 

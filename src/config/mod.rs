@@ -34,6 +34,19 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How often the key view is reloaded from the store and the scheduler runs.
     pub key_refresh: Duration,
+    /// TLS on the listener (`[server.tls]`); `None` means plain HTTP (loopback or Unix socket only).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, read at start-up and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA bundle that client certificates are verified against; `None`: no client certificates.
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +124,33 @@ pub struct ClientConfig {
     /// Key sets a signer may use; `None` means every key set (`key_sets = ["*"]`).
     pub key_sets: Option<Vec<String>>,
     pub auth: ClientAuth,
+    /// Request quota (`rate`, `burst`); `None`: unlimited.
+    pub quota: Option<Quota>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A token bucket: `burst` requests at once, refilled at `count` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub count: u32,
+    pub per: Duration,
+    pub burst: u32,
+}
+
+impl Quota {
+    /// Refill rate in requests per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.count) / self.per.as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientAuth {
     /// SHA-256 of the bearer token.
     TokenSha256([u8; 32]),
+    /// Subject common name of a verified client certificate.
     CertSubject(String),
+    /// A subject alternative name of a verified client certificate: a URI (such as a SPIFFE id)
+    /// when the value contains "://", else a DNS name (compared case-insensitively).
     CertSan(String),
 }
 

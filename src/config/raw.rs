@@ -27,6 +27,15 @@ pub struct RawServer {
     pub max_body: Option<usize>,
     pub request_timeout: Option<String>,
     pub key_refresh: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,9 +87,12 @@ pub struct RawClient {
     pub token_sha256: Option<String>,
     pub cert_subject: Option<String>,
     pub cert_san: Option<String>,
+    pub rate: Option<String>,
+    pub burst: Option<u32>,
 }
 
-/// Applies `SIGNET_<SECTION>__<FIELD>` (for `server` and `store`) and
+/// Applies `SIGNET_<SECTION>__<FIELD>` (for `server` and `store`), `SIGNET_SERVER__TLS__<FIELD>`
+/// (for `[server.tls]`) and
 /// `SIGNET_<ARRAY>__<NAME>__<FIELD>` (for `hsm`, `key_set`, `client`, entries found by `name`)
 /// overrides. Names match case-insensitively with `-` and `_` treated alike. A value that parses as
 /// a TOML scalar (number, boolean) is taken as such, anything else as a string. Variables without a
@@ -111,6 +123,21 @@ pub fn apply_env_overrides(
                 };
                 table.insert(field.clone(), value);
                 applied.push(format!("{section}.{field}"));
+            }
+            [section, sub, field] if section == "server" && sub == "tls" => {
+                let server = doc
+                    .entry("server")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let tls = server
+                    .as_table_mut()
+                    .map(|t| {
+                        t.entry("tls")
+                            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    })
+                    .and_then(|t| t.as_table_mut())
+                    .ok_or_else(|| format!("{var}: `server.tls` is not a table"))?;
+                tls.insert(field.clone(), value);
+                applied.push(format!("server.tls.{field}"));
             }
             [array, name, field] if ["hsm", "key_set", "client"].contains(&array.as_str()) => {
                 let entry = doc

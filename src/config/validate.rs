@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawClient, RawConfig, RawHsm, RawKeySet, RawServer};
+use super::raw::{RawClient, RawConfig, RawHsm, RawKeySet, RawServer, RawTls};
 use super::*;
 
 type Result<T> = std::result::Result<T, (String, String)>;
@@ -52,17 +52,20 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         .client
         .iter()
         .enumerate()
-        .map(|(i, c)| client(i, c, &key_sets))
+        .map(|(i, c)| client(i, c, &key_sets, server.tls.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     unique("client", raw.client.iter().map(|c| c.name.as_str()))?;
-    let mut tokens = HashSet::new();
+    let mut identities = HashSet::new();
     for (i, c) in clients.iter().enumerate() {
-        if let ClientAuth::TokenSha256(h) = &c.auth
-            && !tokens.insert(*h)
-        {
+        let (field, what) = match &c.auth {
+            ClientAuth::TokenSha256(_) => ("token_sha256", "token"),
+            ClientAuth::CertSubject(_) => ("cert_subject", "certificate subject"),
+            ClientAuth::CertSan(_) => ("cert_san", "certificate SAN"),
+        };
+        if !identities.insert(c.auth.clone()) {
             return Err((
-                format!("client[{i}].token_sha256"),
-                format!("client `{}` shares its token with another client", c.name),
+                format!("client[{i}].{field}"),
+                format!("client `{}` shares its {what} with another client", c.name),
             ));
         }
     }
@@ -113,17 +116,30 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
                 format!("`{}` is neither host:port nor unix:/path", raw.listen),
             )
         })?;
-        if !addr.ip().is_loopback() {
+        Listen::Tcp(addr)
+    };
+    let tls = raw.tls.as_ref().map(tls_files).transpose()?;
+    match (&listen, &tls) {
+        (Listen::Tcp(addr), None) if !addr.ip().is_loopback() => {
             return Err((
                 "server.listen".into(),
                 format!(
                     "plain HTTP on {addr} would expose the signer; plain HTTP is allowed only on \
-                     loopback (127.0.0.1, [::1]) or a Unix socket"
+                     loopback (127.0.0.1, [::1]) or a Unix socket; set [server.tls] to listen \
+                     elsewhere"
                 ),
             ));
         }
-        Listen::Tcp(addr)
-    };
+        (Listen::Unix(_), Some(_)) => {
+            return Err((
+                "server.tls".into(),
+                "TLS is for TCP listeners; a Unix socket is guarded by its file mode (0660), so \
+                 remove [server.tls] or listen on host:port"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
     let max_body = raw.max_body.unwrap_or(DEFAULT_MAX_BODY);
     if max_body < 1024 {
         return Err((
@@ -149,6 +165,28 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
             raw.key_refresh.as_deref(),
             DEFAULT_KEY_REFRESH,
         )?,
+        tls,
+    })
+}
+
+/// `[server.tls]`: the paths only; the files are read and parsed by the HTTP layer at start-up
+/// (`signet check-config` and `serve`) and on SIGHUP.
+fn tls_files(raw: &RawTls) -> Result<TlsConfig> {
+    let path = |key: &str, value: &str| {
+        if value.trim().is_empty() {
+            Err((format!("server.tls.{key}"), "must name a PEM file".into()))
+        } else {
+            Ok(PathBuf::from(value))
+        }
+    };
+    Ok(TlsConfig {
+        cert: path("cert", &raw.cert)?,
+        key: path("key", &raw.key)?,
+        client_ca: raw
+            .client_ca
+            .as_deref()
+            .map(|c| path("client_ca", c))
+            .transpose()?,
     })
 }
 
@@ -393,7 +431,12 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-fn client(i: usize, raw: &RawClient, key_sets: &[KeySetConfig]) -> Result<ClientConfig> {
+fn client(
+    i: usize,
+    raw: &RawClient,
+    key_sets: &[KeySetConfig],
+    tls: Option<&TlsConfig>,
+) -> Result<ClientConfig> {
     let key = |field: &str| format!("client[{i}].{field}");
     name_ok(&key("name"), &raw.name)?;
     let role = match raw.role.as_str() {
@@ -437,13 +480,31 @@ fn client(i: usize, raw: &RawClient, key_sets: &[KeySetConfig]) -> Result<Client
                 )
             })?)
         }
-        (None, Some(_), None) | (None, None, Some(_)) => {
-            return Err((
-                key("cert_subject"),
-                "mTLS clients need [server.tls], which this version does not support yet; use \
-                 token_sha256"
-                    .into(),
-            ));
+        (None, Some(v), None) | (None, None, Some(v)) => {
+            let field = if raw.cert_subject.is_some() {
+                "cert_subject"
+            } else {
+                "cert_san"
+            };
+            if tls.and_then(|t| t.client_ca.as_ref()).is_none() {
+                return Err((
+                    key(field),
+                    "mTLS clients need [server.tls] with client_ca (the CA bundle their \
+                     certificates are verified against)"
+                        .into(),
+                ));
+            }
+            let v = v.trim();
+            if v.is_empty() {
+                return Err((key(field), "must not be empty".into()));
+            }
+            if raw.cert_subject.is_some() {
+                ClientAuth::CertSubject(v.to_string())
+            } else if v.contains("://") {
+                ClientAuth::CertSan(v.to_string())
+            } else {
+                ClientAuth::CertSan(v.to_ascii_lowercase())
+            }
         }
         _ => {
             return Err((
@@ -452,10 +513,46 @@ fn client(i: usize, raw: &RawClient, key_sets: &[KeySetConfig]) -> Result<Client
             ));
         }
     };
+    let quota = match (&raw.rate, raw.burst) {
+        (Some(rate), burst) => Some(quota(&key, rate, burst)?),
+        (None, Some(_)) => {
+            return Err((key("burst"), "needs a rate (e.g. rate = \"500/s\")".into()));
+        }
+        (None, None) => None,
+    };
     Ok(ClientConfig {
         name: raw.name.clone(),
         role,
         key_sets: sets,
         auth,
+        quota,
     })
+}
+
+/// `rate = "500/s"` (or "/m"), `burst` defaulting to the per-second rate (at least 1).
+fn quota(key: &dyn Fn(&str) -> String, rate: &str, burst: Option<u32>) -> Result<Quota> {
+    let bad = || {
+        (
+            key("rate"),
+            format!("`{rate}` is not a rate like \"500/s\" or \"600/m\""),
+        )
+    };
+    let (count, unit) = rate.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err((key("rate"), "must allow at least one request".into()));
+    }
+    let per_second = f64::from(count) / per.as_secs_f64();
+    let burst = match burst {
+        Some(0) => return Err((key("burst"), "must be at least 1".into())),
+        Some(b) => b,
+        // Lossless enough: a rate is at most u32::MAX per second.
+        None => (per_second.ceil() as u32).max(1),
+    };
+    Ok(Quota { count, per, burst })
 }

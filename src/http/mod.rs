@@ -1,4 +1,5 @@
-//! The HTTP API v1 on axum: routes, caller authentication, problem responses, limits.
+//! The HTTP API v1 on axum: routes, caller authentication (tokens, mTLS), quotas, problem
+//! responses, limits, and the TLS listener.
 //!
 //! Knows the service core and nothing of cryptoki; `router(state)` is what tests drive.
 
@@ -8,7 +9,9 @@ mod http_sig;
 pub mod observe;
 mod openapi;
 mod problem;
+mod quota;
 mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

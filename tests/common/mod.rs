@@ -206,7 +206,43 @@ impl Signet {
         s
     }
 
+    /// Writes `config` to `dir/signet.toml` and starts the service without waiting for it, for
+    /// listeners the plain `http` client cannot reach (TLS with a test CA, a Unix socket): poll
+    /// readiness with a client of your own, calling [`Signet::check_running`] in the loop.
+    pub fn launch(token: &Token, dir: &Path, config: &str) -> Signet {
+        let config_path = dir.join("signet.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut s = Signet {
+            child: None,
+            base: String::new(),
+            config_path,
+            log_path: dir.join("signet.log"),
+            http: reqwest::Client::new(),
+            conf: token.conf(),
+            env: Vec::new(),
+        };
+        s.spawn_process();
+        s
+    }
+
+    /// Panics with the log if the service has exited.
+    pub fn check_running(&mut self) {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            panic!("signet exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Process id of the running service (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("signet is running").id()
+    }
+
     async fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready().await;
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -223,7 +259,6 @@ impl Signet {
             .spawn()
             .expect("spawn signet");
         self.child = Some(child);
-        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -251,10 +286,6 @@ impl Signet {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     pub fn log(&self) -> String {
