@@ -46,9 +46,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("store.url {}", config.store.url))?;
     let service = Service::start(config, store, Arc::new(SystemClock)).await?;
+    if !service.elector.state().leader {
+        // The leader reconciled when it took the lease; the others report what they see.
+        service.reconcile().await;
+    }
 
     let upkeep = service.clone();
-    tokio::spawn(async move {
+    let upkeep_task = tokio::spawn(async move {
         let mut interval = tokio::time::interval(refresh);
         interval.tick().await;
         loop {
@@ -57,7 +61,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let app = router(AppState::new(service));
+    let app = router(AppState::new(service.clone()));
     match listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -80,6 +84,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    // No tick may take the lease again after it is handed over.
+    upkeep_task.abort();
+    service.elector.step_down(&*service.store).await;
     tracing::info!("signet stopped");
     Ok(())
 }
