@@ -390,4 +390,33 @@ mod tests {
         let again = SqliteStore::open(&url).await.unwrap();
         assert_eq!(again.keys().await.unwrap().len(), 1);
     }
+
+    #[tokio::test]
+    async fn a_second_next_key_is_a_conflict_unless_it_replaces_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/signet.db", dir.path().display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let key = |kid: &str, created: i64, activate: i64| {
+            let mut k = KeyRecord::for_test(kid, activate);
+            k.created_at = created;
+            KeyChange::Insert(k)
+        };
+        store.apply(&[key("active", 10, 10)], &[]).await.unwrap();
+        store.apply(&[key("next", 10, 100)], &[]).await.unwrap();
+        let second = store.apply(&[key("other", 20, 110)], &[]).await;
+        assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+        let replace = [
+            key("imported", 20, 100),
+            KeyChange::Revoke {
+                key_set: "set".into(),
+                kid: "next".into(),
+                at: 20,
+                reason: "replaced".into(),
+            },
+        ];
+        store.apply(&replace, &[]).await.unwrap();
+        // Once the next key is active, the following one may be added.
+        store.apply(&[key("after", 100, 200)], &[]).await.unwrap();
+        assert_eq!(store.keys().await.unwrap().len(), 4);
+    }
 }
