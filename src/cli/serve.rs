@@ -58,9 +58,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("store.url {}", config.store.url))?;
     let service = Service::start(config, store, Arc::new(SystemClock)).await?;
+    if !service.elector.state().leader {
+        // The leader reconciled when it took the lease; the others report what they see.
+        service.reconcile().await;
+    }
 
     let upkeep = service.clone();
-    tokio::spawn(async move {
+    let upkeep_task = tokio::spawn(async move {
         let mut interval = tokio::time::interval(refresh);
         interval.tick().await;
         loop {
@@ -70,7 +74,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let metrics = crate::http::observe::install_recorder();
-    let app = router(AppState::new(service).with_metrics(metrics));
+    let app = router(AppState::new(service.clone()).with_metrics(metrics));
     match (listen, tls) {
         (Listen::Tcp(addr), Some(tls)) => {
             let listener = TlsListener::bind(addr, tls)
@@ -105,6 +109,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    // No tick may take the lease again after it is handed over.
+    upkeep_task.abort();
+    service.elector.step_down(&*service.store).await;
     tracing::info!("signet stopped");
     Ok(())
 }

@@ -97,6 +97,10 @@ impl From<ServiceError> for Problem {
                     .with_retry_after(5)
             }
             ServiceError::Sign(s) => s.into(),
+            // A change another replica committed first (the transaction re-checked and refused).
+            ServiceError::Store(crate::keys::StoreError::Conflict(m)) => {
+                Problem::new(S::CONFLICT, "concurrent_change", m)
+            }
             ServiceError::Store(s) => {
                 tracing::error!(error = %s, "store failure");
                 Problem::new(

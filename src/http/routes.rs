@@ -193,11 +193,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         );
     }
     let ready = r.is_ready();
+    let scheduler = json!({
+        "leader": r.scheduler.leader,
+        "holder": r.scheduler.holder.as_ref().map(|l| l.holder.clone()),
+        "lease_expires_at": r.scheduler.holder.as_ref().map(|l| l.expires_at),
+        "error": r.scheduler.error,
+    });
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "store": match &r.store { Ok(()) => json!({"state": "up"}), Err(e) => json!({"state": "down", "reason": e}) },
         "backends": backends,
         "key_sets": sets,
+        "scheduler": scheduler,
+        "reconciliation": r.reconciliation,
     });
     let status = if ready {
         StatusCode::OK

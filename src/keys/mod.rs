@@ -1,10 +1,11 @@
 //! Keys as plain data: the stored record of each key, the lifecycle rule over those records, and
-//! the [`Store`] trait that persists them (SQLite now; PostgreSQL behind the same trait).
+//! the [`Store`] trait that persists them (SQLite for one node, PostgreSQL for several replicas).
 //!
 //! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
 
 pub mod audit;
 pub mod lifecycle;
+mod postgres;
 mod sqlite;
 mod store;
 
@@ -12,8 +13,9 @@ use serde_json::{Map, Value};
 
 pub use audit::{AuditEvent, NewEvent};
 pub use lifecycle::KeyState;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{KeyChange, Store, StoreError, open_store};
+pub use store::{KeyChange, Lease, Store, StoreError, open_store};
 
 /// How a key came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use sqlx::sqlite::{
 };
 
 use super::audit::{AuditEvent, GENESIS, NewEvent};
-use super::{KeyChange, KeyRecord, Origin, Store, StoreError};
+use super::store::next_key_conflict;
+use super::{KeyChange, KeyRecord, Lease, Origin, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -183,6 +184,23 @@ async fn change(tx: &mut Tx<'_>, c: &KeyChange) -> Result<(), StoreError> {
     }
 }
 
+/// The one-next-key guard (see [`KeyChange::Insert`]), checked once every change is applied.
+async fn guard_next(tx: &mut Tx<'_>, key: &KeyRecord) -> Result<(), StoreError> {
+    let other: Option<String> = sqlx::query_scalar(
+        "SELECT kid FROM keys WHERE key_set = ? AND kid <> ? AND revoked_at IS NULL \
+         AND destroyed_at IS NULL AND activate_at > ? LIMIT 1",
+    )
+    .bind(&key.key_set)
+    .bind(&key.kid)
+    .bind(key.created_at)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match other {
+        Some(other) => Err(next_key_conflict(key, &other)),
+        None => Ok(()),
+    }
+}
+
 async fn append(tx: &mut Tx<'_>, ev: &NewEvent) -> Result<(), StoreError> {
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -238,6 +256,11 @@ impl Store for SqliteStore {
         for c in changes {
             change(&mut tx, c).await?;
         }
+        for c in changes {
+            if let KeyChange::Insert(k) = c {
+                guard_next(&mut tx, k).await?;
+            }
+        }
         for e in events {
             append(&mut tx, e).await?;
         }
@@ -281,6 +304,49 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok((rows.iter().map(event).collect::<Result<_, _>>()?, head))
     }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_s: i64,
+    ) -> Result<Lease, StoreError> {
+        let _writer = self.writer.lock().await;
+        let taken: Option<(String, i64)> = sqlx::query_as(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ? \
+             RETURNING holder, expires_at",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_s)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (holder, expires_at) = match taken {
+            Some(t) => t,
+            None => {
+                sqlx::query_as("SELECT holder, expires_at FROM leases WHERE name = ?")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(Lease { holder, expires_at })
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -323,5 +389,34 @@ mod tests {
         // Re-opening runs the migrations again without harm and keeps the rows.
         let again = SqliteStore::open(&url).await.unwrap();
         assert_eq!(again.keys().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_next_key_is_a_conflict_unless_it_replaces_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/signet.db", dir.path().display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let key = |kid: &str, created: i64, activate: i64| {
+            let mut k = KeyRecord::for_test(kid, activate);
+            k.created_at = created;
+            KeyChange::Insert(k)
+        };
+        store.apply(&[key("active", 10, 10)], &[]).await.unwrap();
+        store.apply(&[key("next", 10, 100)], &[]).await.unwrap();
+        let second = store.apply(&[key("other", 20, 110)], &[]).await;
+        assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+        let replace = [
+            key("imported", 20, 100),
+            KeyChange::Revoke {
+                key_set: "set".into(),
+                kid: "next".into(),
+                at: 20,
+                reason: "replaced".into(),
+            },
+        ];
+        store.apply(&replace, &[]).await.unwrap();
+        // Once the next key is active, the following one may be added.
+        store.apply(&[key("after", 100, 200)], &[]).await.unwrap();
+        assert_eq!(store.keys().await.unwrap().len(), 4);
     }
 }

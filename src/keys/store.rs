@@ -6,12 +6,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::audit::{AuditEvent, NewEvent};
-use super::{KeyRecord, SqliteStore};
+use super::{KeyRecord, PgStore, SqliteStore};
 
 /// One change to the key rows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyChange {
-    /// A new key; a kid already in its key set is a [`StoreError::Conflict`].
+    /// A new key; a kid already in its key set is a [`StoreError::Conflict`], and so is a key
+    /// set that, once the whole transaction is applied, has another live key (not revoked, not
+    /// destroyed) activating after the new key's `created_at`: the one-next-key guard that keeps
+    /// two replicas racing to add a next key from both succeeding.
     Insert(KeyRecord),
     /// Moves a key's activation (rotation, or promotion of the next key on revocation).
     Activate {
@@ -68,15 +71,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<AuditEvent>, StoreError>;
     /// The whole audit trail and its head (last seq and hash), for verification.
     async fn audit_all(&self) -> Result<(Vec<AuditEvent>, Option<(i64, String)>), StoreError>;
+    /// Takes the lease `name` for `holder` until `now + ttl_s` when it is free, expired or
+    /// already `holder`'s (a renewal), atomically. Returns who holds it afterwards.
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_s: i64,
+    ) -> Result<Lease, StoreError>;
+    /// Gives the lease `name` up if `holder` holds it (graceful shutdown: hand over at once).
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+}
+
+/// Who holds a lease, and until when (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at: i64,
+}
+
+/// The message of the one-next-key guard's conflict.
+pub(super) fn next_key_conflict(key: &KeyRecord, other: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "key set {} already has a next key ({other}) activating after {}; key {} was not added",
+        key.key_set, key.created_at, key.kid
+    ))
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url).await?))
     } else {
         Err(StoreError::Unsupported(format!(
-            "{url}: only sqlite:// is supported by this version"
+            "{url}: neither sqlite:// nor postgres://"
         )))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::hsm_signer::{key_spec, public_key, scheme};
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
-use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, lifecycle};
+use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, StoreError, lifecycle};
 use serde_json::json;
 
 /// The actor of changes the service makes on its own (start-up, scheduler).
@@ -17,6 +17,12 @@ pub const SCHEDULER: &str = "signet";
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 static PENDING: AtomicU64 = AtomicU64::new(0);
+
+/// A generation refused by the store's one-next-key guard: another replica (or admin call) stored
+/// a key first; the HSM object generated here has been destroyed again.
+fn lost_race(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(StoreError::Conflict(_)))
+}
 
 impl Service {
     /// Gives `set` an active key (only when it has none at all: the bootstrap of a new key set)
@@ -30,7 +36,10 @@ impl Service {
             (Some(a), _) => a,
             (None, None) => {
                 tracing::info!(key_set = %set.name, "no key yet: generating the first active key");
-                self.generate(set, now, SCHEDULER, "bootstrap").await?
+                match self.generate(set, now, SCHEDULER, "bootstrap").await {
+                    Err(e) if lost_race(&e) => return self.reload().await,
+                    r => r?,
+                }
             }
             (None, Some(n)) => {
                 tracing::warn!(key_set = %set.name, next = %n.kid, activate_at = n.activate_at,
@@ -42,7 +51,12 @@ impl Service {
             let activate_at = (active.activate_at + set.policy.rotation_period.as_secs() as i64)
                 .max(now + set.policy.min_publish.as_secs() as i64);
             tracing::info!(key_set = %set.name, activate_at, "generating the next key");
-            self.generate(set, activate_at, SCHEDULER, "next").await?;
+            match self.generate(set, activate_at, SCHEDULER, "next").await {
+                Err(e) if lost_race(&e) => self.reload().await?,
+                r => {
+                    r?;
+                }
+            }
         }
         Ok(())
     }
@@ -115,7 +129,12 @@ impl Service {
             .apply(&[KeyChange::Insert(record.clone())], &[event])
             .await
         {
-            tracing::error!(kid = %record.kid, error = %e, "cannot store the new key; destroying it");
+            if matches!(e, StoreError::Conflict(_)) {
+                tracing::info!(kid = %record.kid, reason = %e,
+                    "another replica added a key first; destroying the one generated here");
+            } else {
+                tracing::error!(kid = %record.kid, error = %e, "cannot store the new key; destroying it");
+            }
             let _ = slot
                 .with_backend(slot.config.op_timeout, move |b| b.destroy(&hsm_id))
                 .await;

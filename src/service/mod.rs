@@ -8,6 +8,8 @@ mod backends;
 pub mod hsm_signer;
 pub mod http_sign;
 mod keygen;
+pub mod lease;
+pub mod reconcile;
 mod view;
 
 use std::collections::HashMap;
@@ -91,6 +93,9 @@ pub struct Service {
     jwks_cache: view::JwksCache,
     /// Serialises key changes (admin calls and the scheduler) within this process.
     ops: tokio::sync::Mutex<()>,
+    /// The scheduler lease among replicas sharing the store.
+    pub elector: lease::Elector,
+    reconciled: RwLock<Option<reconcile::Reconciliation>>,
 }
 
 impl Service {
@@ -106,6 +111,7 @@ impl Service {
             let pin = resolve_pin(h).map_err(|e| ServiceError::Start(e.to_string()))?;
             slots.push(Arc::new(BackendSlot::new(h.clone(), pin)));
         }
+        let elector = lease::Elector::new(lease::holder_id(), config.server.key_refresh);
         let service = Arc::new(Service {
             config,
             store,
@@ -114,6 +120,8 @@ impl Service {
             view: RwLock::new(Arc::new(KeyView::default())),
             jwks_cache: view::JwksCache::default(),
             ops: tokio::sync::Mutex::new(()),
+            elector,
+            reconciled: RwLock::new(None),
         });
         service.tick().await;
         Ok(service)
@@ -123,7 +131,8 @@ impl Service {
         self.clock.now()
     }
 
-    /// One round of upkeep: reopen down backends, reload keys, generate missing keys.
+    /// One round of upkeep: reopen down backends, reload keys, and, on the replica that holds the
+    /// scheduler lease only, generate missing keys, record activations, destroy expired keys.
     pub async fn tick(self: &Arc<Self>) {
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -136,8 +145,20 @@ impl Service {
             tracing::error!(error = %e, "cannot load keys from the store");
             return;
         }
+        let was_leader = self.elector.state().leader;
+        if !self.elector.try_lead(&*self.store, self.now()).await {
+            return;
+        }
+        if !was_leader {
+            // Start-up, or a take-over: account for what the previous holder may have left.
+            self.reconcile().await;
+        }
         let _ops = self.ops.lock().await;
-        for set in &self.config.key_sets {
+        for (i, set) in self.config.key_sets.iter().enumerate() {
+            // Renewed before every further key set: a generation may take seconds.
+            if i > 0 && !self.elector.try_lead(&*self.store, self.now()).await {
+                return;
+            }
             if let Err(e) = self.ensure_keys(set).await {
                 tracing::warn!(key_set = %set.name, error = %e, "cannot complete the key set");
             }
@@ -366,6 +387,8 @@ impl Service {
             store,
             backends,
             key_sets,
+            scheduler: self.elector.state(),
+            reconciliation: self.reconciliation(),
         }
     }
 }
@@ -377,6 +400,10 @@ pub struct Readiness {
     pub backends: HashMap<String, Result<(), String>>,
     /// Active kid per key set.
     pub key_sets: HashMap<String, Option<String>>,
+    /// The scheduler lease as this replica last saw it (informative, not a readiness condition).
+    pub scheduler: lease::Leadership,
+    /// What the start-up reconciliation found (informative).
+    pub reconciliation: Option<reconcile::Reconciliation>,
 }
 
 impl Readiness {

@@ -2,6 +2,8 @@
 //! serving a config that points at it. Nothing here is mocked.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -305,6 +307,14 @@ impl Signet {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the process with SIGKILL: no graceful shutdown, no lease release.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
