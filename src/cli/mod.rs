@@ -2,6 +2,7 @@
 //! HTTP layer together; holds no logic of its own.
 
 mod admin;
+mod bench;
 mod serve;
 
 use std::path::PathBuf;
@@ -63,6 +64,20 @@ enum HsmCommand {
     /// Show the tokens of each configured module, and whether the mechanisms the key sets need are
     /// there.
     Info,
+    /// Raw signing speed of the token through the PKCS#11 layer (the baseline of scripts/bench).
+    Bench {
+        /// JOSE or RFC 9421 algorithm name.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// The [[hsm]] to measure (default: the first).
+        #[arg(long)]
+        hsm: Option<String>,
+        /// Signing threads (default: the backend's `sessions`).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -100,6 +115,15 @@ pub fn main() -> ExitCode {
         Command::Hsm {
             command: HsmCommand::Info,
         } => load(false).map(|c| hsm_info(&c)),
+        Command::Hsm {
+            command:
+                HsmCommand::Bench {
+                    alg,
+                    hsm,
+                    threads,
+                    seconds,
+                },
+        } => load(false).map(|c| bench::run(&c, hsm.as_deref(), &alg, threads, seconds)),
     };
     result.unwrap_or_else(|code| code)
 }
