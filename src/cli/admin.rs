@@ -132,23 +132,26 @@ fn fail(f: Failure) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+/// The API client and a runtime for one command; the exit code to return when either is missing.
+fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitCode> {
+    let client = Client::new(args).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .ok()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((client, runtime))
 }
 
 pub fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
-    let client = match Client::new(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+    let (client, rt) = match prepare(args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     rt.block_on(async {
         use reqwest::Method;
@@ -316,15 +319,9 @@ fn print_table(rows: &[[String; 6]]) {
 }
 
 pub fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {
-    let client = match Client::new(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+    let (client, rt) = match prepare(args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     rt.block_on(async {
         match cmd {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::hsm::Backend;
 use crate::service::{BackendSlot, BackendState, hsm_signer, resolve_pin};
-use crate::signing::Algorithm;
+use crate::signing::{Algorithm, SigningKey};
 
 pub fn run(
     config: &Config,
@@ -18,6 +18,7 @@ pub fn run(
     alg: &str,
     threads: Option<usize>,
     seconds: u64,
+    self_check: bool,
 ) -> ExitCode {
     let Some(alg) = Algorithm::from_jose(alg).or_else(|| Algorithm::from_http(alg)) else {
         eprintln!("error: --alg {alg}: not an algorithm Signet signs with");
@@ -50,7 +51,14 @@ pub fn run(
         eprintln!("error: cannot generate a {alg} key pair: {e}");
         return ExitCode::FAILURE;
     }
-    let result = measure(&backend, &id, alg, threads, Duration::from_secs(seconds));
+    let result = measure(
+        &backend,
+        &id,
+        alg,
+        threads,
+        Duration::from_secs(seconds),
+        self_check,
+    );
     if let Err(e) = backend.destroy(&id) {
         eprintln!(
             "warning: bench key {} not destroyed: {e}",
@@ -60,8 +68,8 @@ pub fn run(
     match result {
         Ok((signs, took)) => {
             println!(
-                "{{\"alg\": \"{alg}\", \"threads\": {threads}, \"sessions\": {}, \"signs\": {signs}, \
-                 \"seconds\": {:.3}, \"per_second\": {:.1}}}",
+                "{{\"alg\": \"{alg}\", \"threads\": {threads}, \"sessions\": {}, \"self_check\": {self_check}, \
+                 \"signs\": {signs}, \"seconds\": {:.3}, \"per_second\": {:.1}}}",
                 h.sessions,
                 took.as_secs_f64(),
                 signs as f64 / took.as_secs_f64()
@@ -81,8 +89,22 @@ fn measure(
     alg: Algorithm,
     threads: usize,
     duration: Duration,
+    self_check: bool,
 ) -> Result<(u64, Duration), String> {
     let scheme = hsm_signer::scheme(alg);
+    // With `self_check`, each signature also goes through the service's fault-attack check
+    // (verification with the public key), exactly as `SigningKey::sign` does for every request.
+    let key = if self_check {
+        let public = hsm_signer::public_key(backend.public_key(id).map_err(|e| e.to_string())?);
+        let signer = Arc::new(hsm_signer::HsmSigner::new(
+            backend.clone(),
+            id.to_vec(),
+            alg,
+        ));
+        Some(SigningKey::new("bench", alg, public, signer).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     // About the size of a JWS signing input (protected header + claims, base64url).
     let input = vec![b'e'; 320];
     let stop = Arc::new(AtomicBool::new(false));
@@ -97,9 +119,17 @@ fn measure(
                 stop.clone(),
                 count.clone(),
             );
+            let key = key.clone();
             std::thread::spawn(move || -> Result<(), String> {
                 while !stop.load(Ordering::Relaxed) {
-                    b.sign(&id, scheme, &input).map_err(|e| e.to_string())?;
+                    match &key {
+                        Some(k) => k.sign(&input).map(|_| ()),
+                        None => b
+                            .sign(&id, scheme, &input)
+                            .map(|_| ())
+                            .map_err(hsm_signer::sign_error),
+                    }
+                    .map_err(|e| e.to_string())?;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())

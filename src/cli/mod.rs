@@ -77,6 +77,9 @@ enum HsmCommand {
         threads: Option<usize>,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Also verify each signature with the public key, as the service does.
+        #[arg(long)]
+        self_check: bool,
     },
 }
 
@@ -122,8 +125,11 @@ pub fn main() -> ExitCode {
                     hsm,
                     threads,
                     seconds,
+                    self_check,
                 },
-        } => load(false).map(|c| bench::run(&c, hsm.as_deref(), &alg, threads, seconds)),
+        } => {
+            load(false).map(|c| bench::run(&c, hsm.as_deref(), &alg, threads, seconds, self_check))
+        }
     };
     result.unwrap_or_else(|code| code)
 }
