@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod lifecycle;
 mod postgres;
+mod rows;
 mod sqlite;
 mod store;
 

@@ -3,15 +3,12 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::audit::{AuditEvent, GENESIS, NewEvent};
 use super::store::next_key_conflict;
-use super::{KeyChange, KeyRecord, Lease, Origin, Store, StoreError};
+use super::{KeyChange, KeyRecord, Lease, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -46,42 +43,7 @@ impl SqliteStore {
     }
 }
 
-fn record(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    let kid: String = row.try_get("kid")?;
-    let jwk: String = row.try_get("public_jwk")?;
-    let public_jwk: Map<String, Value> = serde_json::from_str(&jwk)
-        .map_err(|e| StoreError::Corrupt(format!("key {kid}: public_jwk: {e}")))?;
-    let origin: String = row.try_get("origin")?;
-    Ok(KeyRecord {
-        key_set: row.try_get("key_set")?,
-        alg: row.try_get("alg")?,
-        hsm: row.try_get("hsm")?,
-        hsm_id: row.try_get("hsm_id")?,
-        public_jwk,
-        origin: Origin::from_name(&origin)
-            .ok_or_else(|| StoreError::Corrupt(format!("key {kid}: origin `{origin}`")))?,
-        created_at: row.try_get("created_at")?,
-        activate_at: row.try_get("activate_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        revoke_reason: row.try_get("revoke_reason")?,
-        destroyed_at: row.try_get("destroyed_at")?,
-        kid,
-    })
-}
-
-fn event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
-    Ok(AuditEvent {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        key_set: row.try_get("key_set")?,
-        kid: row.try_get("kid")?,
-        detail: row.try_get("detail")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
+use super::rows::{event, record};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
