@@ -62,6 +62,15 @@ impl RemoteHsm {
         }
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the server and its per-connection processes: a hung HSM.
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), "--", &format!("-{}", c.id())])
+                .status();
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
@@ -303,4 +312,91 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
         outcomes.len(),
         recovered_at - restarted_at
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
+    let token = Token::new("hung-hsm");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p11.sock");
+    let hsm = RemoteHsm::start(&token, &socket);
+    let port = free_port();
+    let cfg = config(
+        &token,
+        dir.path(),
+        port,
+        &[set("at", "access_token", "ES256")],
+    )
+    .replace(
+        &format!("module = \"{SOFTHSM}\""),
+        &format!("module = \"{P11_KIT_CLIENT}\""),
+    )
+    .replace(
+        "op_timeout = \"5s\"",
+        &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
+    );
+    let address = format!("unix:path={}", socket.display());
+    let mut signet = Signet::start_with_env(
+        &token,
+        dir.path(),
+        port,
+        &cfg,
+        &[("P11_KIT_SERVER_ADDRESS", &address)],
+    )
+    .await;
+    let jwks = signet.get_json("/.well-known/jwks.json").await;
+    let sign = |http: reqwest::Client, base: String| async move {
+        let now = now();
+        let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60,
+            "jti": "j", "client_id": "c"});
+        let started = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/key-sets/at/sign/jwt"))
+            .bearer_auth(SIGNER_TOKEN)
+            .json(&json!({"claims": claims}))
+            .send()
+            .await
+            .expect("Signet answers");
+        let status = r.status().as_u16();
+        (
+            status,
+            r.json::<Value>().await.unwrap_or(Value::Null),
+            started.elapsed(),
+        )
+    };
+
+    hsm.signal("STOP");
+    let limit = OP_TIMEOUT + Duration::from_secs(1);
+    let frozen = Instant::now();
+    while frozen.elapsed() < Duration::from_secs(3) {
+        let (status, body, took) = sign(signet.http.clone(), signet.base.clone()).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(took <= limit, "a request waited {took:?} on a hung HSM");
+    }
+    let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
+    let took = frozen.elapsed();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["backends"]["primary"]["state"], "down",
+        "{body} after {took:?}"
+    );
+
+    hsm.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, took) = sign(signet.http.clone(), signet.base.clone()).await;
+        assert!(took <= limit, "a request waited {took:?}");
+        if status == 200 {
+            verify_jwt(body["jwt"].as_str().unwrap(), &jwks);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the HSM thawed:\n{}",
+            signet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(signet.is_running());
 }

@@ -215,8 +215,10 @@ impl BackendSlot {
 
     /// Opens the backend if it is down. Blocking. Returns whether it is up afterwards.
     pub fn open_if_down(&self) -> bool {
-        let Ok(_opening) = self.opening.lock() else {
-            return false;
+        // Never wait for another opener: with a hung HSM an open can block for good, and the
+        // scheduler's tick (which tries to open every backend) must not hang with it.
+        let Ok(_opening) = self.opening.try_lock() else {
+            return matches!(self.state(), BackendState::Up(_));
         };
         if matches!(self.state(), BackendState::Up(_)) {
             return true;

@@ -134,13 +134,13 @@ impl Service {
     /// One round of upkeep: reopen down backends, reload keys, and, on the replica that holds the
     /// scheduler lease only, generate missing keys, record activations, destroy expired keys.
     pub async fn tick(self: &Arc<Self>) {
-        let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for slot in &me.backends {
-                slot.open_if_down();
-            }
-        })
-        .await;
+        for slot in &self.backends {
+            // Bounded wait: an open stuck on a hung HSM must not stall the upkeep of the others
+            // (the stuck opener keeps the slot's open lock, so no second one piles up).
+            let s = slot.clone();
+            let open = tokio::task::spawn_blocking(move || s.open_if_down());
+            let _ = tokio::time::timeout(2 * slot.config.op_timeout, open).await;
+        }
         if let Err(e) = self.reload().await {
             tracing::error!(error = %e, "cannot load keys from the store");
             return;
