@@ -38,9 +38,6 @@ fn typ(profile: &str) -> Option<&'static str> {
 /// JWKS.
 #[tokio::test]
 async fn every_profile_and_algorithm_verifies_against_the_jwks() {
-    let token = Token::new("api-all");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let sets = [
         set("id", "id_token", "PS256"),
         set("at", "access_token", "ES256"),
@@ -67,13 +64,7 @@ async fn every_profile_and_algorithm_verifies_against_the_jwks() {
             extra: "fapi = false",
         },
     ];
-    let signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &sets),
-    )
-    .await;
+    let (_token, _dir, signet) = serve("api-all", &sets).await;
     let global = signet.get_json("/.well-known/jwks.json").await;
     for s in &sets {
         let sent = claims(s.profile);
@@ -154,21 +145,12 @@ fn thumbprint(jwk: &Value) -> String {
 
 #[tokio::test]
 async fn jwks_is_public_cacheable_and_keys_stay_in_the_token() {
-    let token = Token::new("api-jwks");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let sets = [
         set("id", "id_token", "PS256"),
         set("at", "access_token", "ES256"),
         set("ed", "jarm", "EdDSA"),
     ];
-    let signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &sets),
-    )
-    .await;
+    let (token, _dir, signet) = serve("api-jwks", &sets).await;
 
     let r = signet
         .http
@@ -255,17 +237,8 @@ async fn jwks_is_public_cacheable_and_keys_stay_in_the_token() {
 
 #[tokio::test]
 async fn after_a_restart_the_same_kids_are_published_and_the_same_key_signs() {
-    let token = Token::new("api-restart");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let sets = [set("id", "id_token", "ES256")];
-    let mut signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &sets),
-    )
-    .await;
+    let (_token, _dir, mut signet) = serve("api-restart", &sets).await;
     let before = signet.get_json("/v1/key-sets/id/jwks").await;
     let body = json!({"claims": claims("id_token")});
     let (_, first) = signet
@@ -290,20 +263,11 @@ async fn after_a_restart_the_same_kids_are_published_and_the_same_key_signs() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_signatures_all_succeed_and_verify() {
-    let token = Token::new("api-load");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let sets = [
         set("at", "access_token", "ES256"),
         set("id", "id_token", "PS256"),
     ];
-    let signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &sets),
-    )
-    .await;
+    let (_token, _dir, signet) = serve("api-load", &sets).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let (http, base) = (signet.http.clone(), signet.base.clone());

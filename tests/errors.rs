@@ -8,9 +8,6 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn policy_violations_and_bad_requests_get_their_status_and_code() {
-    let token = Token::new("errors");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let sets = [
         set("id", "id_token", "ES256"),
         set("at", "access_token", "ES256"),
@@ -18,13 +15,7 @@ async fn policy_violations_and_bad_requests_get_their_status_and_code() {
         set("logout", "logout_token", "ES256"),
         set("generic", "generic", "ES256"),
     ];
-    let signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &sets),
-    )
-    .await;
+    let (_token, _dir, signet) = serve("errors", &sets).await;
     let now = now();
     let id = json!({"iss": ISSUER, "sub": "alice", "aud": "c", "iat": now, "exp": now + 60});
     let with = |k: &str, v: Value| {

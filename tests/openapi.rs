@@ -29,16 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn openapi_documents_exactly_the_routes_the_service_answers() {
-    let token = Token::new("openapi");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let signet = Signet::start(
-        &token,
-        dir.path(),
-        port,
-        &config(&token, dir.path(), port, &[set("id", "id_token", "ES256")]),
-    )
-    .await;
+    let (_token, _dir, signet) = serve("openapi", &[set("id", "id_token", "ES256")]).await;
     let doc = signet.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let mut documented = BTreeSet::new();

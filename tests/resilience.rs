@@ -88,6 +88,32 @@ impl Drop for RemoteHsm {
     }
 }
 
+/// `token` exported by a `p11-kit server`, and Signet serving `sets` through `p11-kit-client.so`.
+async fn serve_remote(token: &Token, dir: &Path, sets: &[Set<'_>]) -> (RemoteHsm, Signet) {
+    let socket = dir.join("p11.sock");
+    let hsm = RemoteHsm::start(token, &socket);
+    let port = free_port();
+    let cfg = config(token, dir, port, sets)
+        .replace(
+            &format!("module = \"{SOFTHSM}\""),
+            &format!("module = \"{P11_KIT_CLIENT}\""),
+        )
+        .replace(
+            "op_timeout = \"5s\"",
+            &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
+        );
+    let address = format!("unix:path={}", socket.display());
+    let signet = Signet::start_with_env(
+        token,
+        dir,
+        port,
+        &cfg,
+        &[("P11_KIT_SERVER_ADDRESS", &address)],
+    )
+    .await;
+    (hsm, signet)
+}
+
 struct Outcome {
     at: Instant,
     took: Duration,
@@ -99,37 +125,13 @@ struct Outcome {
 async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     let token = Token::new("remote-hsm");
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("p11.sock");
-    let mut hsm = RemoteHsm::start(&token, &socket);
-    let port = free_port();
     // p11-kit 0.24 forwards neither CKM_EDDSA nor the hash-and-sign PSS mechanisms: ES256 and
     // PS256 (hashed here, raw CKM_RSA_PKCS_PSS there) are what a remote token of this kind signs.
-    let cfg = config(
-        &token,
-        dir.path(),
-        port,
-        &[
-            set("at", "access_token", "ES256"),
-            set("id", "id_token", "PS256"),
-        ],
-    )
-    .replace(
-        &format!("module = \"{SOFTHSM}\""),
-        &format!("module = \"{P11_KIT_CLIENT}\""),
-    )
-    .replace(
-        "op_timeout = \"5s\"",
-        &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
-    );
-    let address = format!("unix:path={}", socket.display());
-    let mut signet = Signet::start_with_env(
-        &token,
-        dir.path(),
-        port,
-        &cfg,
-        &[("P11_KIT_SERVER_ADDRESS", &address)],
-    )
-    .await;
+    let sets = [
+        set("at", "access_token", "ES256"),
+        set("id", "id_token", "PS256"),
+    ];
+    let (mut hsm, mut signet) = serve_remote(&token, dir.path(), &sets).await;
     let pid = signet.pid();
     let jwks = signet.get_json("/.well-known/jwks.json").await;
 
@@ -318,32 +320,8 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
 async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
     let token = Token::new("hung-hsm");
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("p11.sock");
-    let hsm = RemoteHsm::start(&token, &socket);
-    let port = free_port();
-    let cfg = config(
-        &token,
-        dir.path(),
-        port,
-        &[set("at", "access_token", "ES256")],
-    )
-    .replace(
-        &format!("module = \"{SOFTHSM}\""),
-        &format!("module = \"{P11_KIT_CLIENT}\""),
-    )
-    .replace(
-        "op_timeout = \"5s\"",
-        &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
-    );
-    let address = format!("unix:path={}", socket.display());
-    let mut signet = Signet::start_with_env(
-        &token,
-        dir.path(),
-        port,
-        &cfg,
-        &[("P11_KIT_SERVER_ADDRESS", &address)],
-    )
-    .await;
+    let (hsm, mut signet) =
+        serve_remote(&token, dir.path(), &[set("at", "access_token", "ES256")]).await;
     let jwks = signet.get_json("/.well-known/jwks.json").await;
     let sign = |http: reqwest::Client, base: String| async move {
         let now = now();

@@ -412,3 +412,19 @@ pub fn verify_jwt(jwt: &str, jwks: &Value) -> (Value, Value) {
         .unwrap_or_else(|e| panic!("{alg:?} JWT does not verify: {e}"));
     (header, payload)
 }
+
+/// A fresh token and a running `signet` serving `sets` on it with the standard test [`config`].
+/// Keep the directory alive as long as the service.
+pub async fn serve(label: &str, sets: &[Set<'_>]) -> (Token, tempfile::TempDir, Signet) {
+    let token = Token::new(label);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let signet = Signet::start(
+        &token,
+        dir.path(),
+        port,
+        &config(&token, dir.path(), port, sets),
+    )
+    .await;
+    (token, dir, signet)
+}
