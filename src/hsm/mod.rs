@@ -8,6 +8,7 @@
 mod objects;
 mod pool;
 mod scheme;
+mod token;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,10 +23,14 @@ use cryptoki::object::ObjectHandle;
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
 
+use crate::support::lock;
+
 pub use objects::{KeyAttributes, PublicKey};
 pub use scheme::{KeySpec, SignScheme};
+pub use token::{TokenDescription, list_tokens};
 
 use pool::Pool;
+use token::find_token;
 
 /// Where the token is and how to reach it.
 #[derive(Debug, Clone)]
@@ -104,18 +109,6 @@ impl HsmError {
             )
         )
     }
-}
-
-/// What `signet hsm info` shows of a token.
-#[derive(Debug, Clone)]
-pub struct TokenDescription {
-    pub slot: u64,
-    pub label: String,
-    pub serial: String,
-    pub manufacturer: String,
-    pub model: String,
-    pub library: String,
-    pub mechanisms: Vec<MechanismType>,
 }
 
 /// One logged-in token.
@@ -244,20 +237,16 @@ impl Backend {
         session: &cryptoki::session::Session,
         id: &[u8],
     ) -> Result<ObjectHandle, HsmError> {
-        if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(id).copied()) {
+        if let Some(h) = lock(&self.handles).get(id).copied() {
             return Ok(h);
         }
         let h = objects::find_private(session, id)?;
-        if let Ok(mut m) = self.handles.lock() {
-            m.insert(id.to_vec(), h);
-        }
+        lock(&self.handles).insert(id.to_vec(), h);
         Ok(h)
     }
 
     fn forget_handle(&self, id: &[u8]) {
-        if let Ok(mut m) = self.handles.lock() {
-            m.remove(id);
-        }
+        lock(&self.handles).remove(id);
     }
 
     /// Signs `data` with the private key `id` under `scheme`.
@@ -333,79 +322,4 @@ impl Backend {
     pub fn pkcs11(&self) -> &Pkcs11 {
         &self.pkcs11
     }
-}
-
-/// Finds the configured token; slot ids are random in SoftHSM, so by label or serial only.
-fn find_token(
-    pkcs11: &Pkcs11,
-    config: &BackendConfig,
-) -> Result<(Slot, TokenDescription), HsmError> {
-    let wanted = match (&config.token_label, &config.token_serial) {
-        (Some(l), _) => format!("labelled `{l}`"),
-        (None, Some(s)) => format!("with serial `{s}`"),
-        (None, None) => "(none configured)".to_string(),
-    };
-    let library = pkcs11
-        .get_library_info()
-        .map(|i| format!("{} {}", i.manufacturer_id(), i.library_description()))
-        .unwrap_or_default();
-    let slots = pkcs11
-        .get_slots_with_token()
-        .map_err(HsmError::call("C_GetSlotList"))?;
-    for slot in slots {
-        let Ok(info) = pkcs11.get_token_info(slot) else {
-            continue;
-        };
-        let label_ok = config
-            .token_label
-            .as_deref()
-            .is_none_or(|l| info.label().trim() == l);
-        let serial_ok = config
-            .token_serial
-            .as_deref()
-            .is_none_or(|s| info.serial_number().trim() == s);
-        if label_ok && serial_ok && info.token_initialized() {
-            let mechanisms = pkcs11
-                .get_mechanism_list(slot)
-                .map_err(HsmError::call("C_GetMechanismList"))?;
-            let description = TokenDescription {
-                slot: slot.id(),
-                label: info.label().trim().to_string(),
-                serial: info.serial_number().trim().to_string(),
-                manufacturer: info.manufacturer_id().trim().to_string(),
-                model: info.model().trim().to_string(),
-                library,
-                mechanisms,
-            };
-            return Ok((slot, description));
-        }
-    }
-    Err(HsmError::TokenNotFound(wanted))
-}
-
-/// Every token the module shows, for `signet hsm info` before a token is configured.
-pub fn list_tokens(module: &std::path::Path) -> Result<Vec<(u64, String, String)>, HsmError> {
-    let module_err = |source| HsmError::Module {
-        path: module.display().to_string(),
-        source,
-    };
-    let pkcs11 = Pkcs11::new(module).map_err(module_err)?;
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(module_err(e)),
-    }
-    let mut out = Vec::new();
-    for slot in pkcs11
-        .get_slots_with_token()
-        .map_err(HsmError::call("C_GetSlotList"))?
-    {
-        if let Ok(info) = pkcs11.get_token_info(slot) {
-            out.push((
-                slot.id(),
-                info.label().trim().to_string(),
-                info.serial_number().trim().to_string(),
-            ));
-        }
-    }
-    Ok(out)
 }

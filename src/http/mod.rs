@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod codes;
 mod http_sig;
 pub mod observe;
 mod openapi;
@@ -19,7 +20,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{Caller, Clients};
+pub use codes::{CODES, ProblemCode};
 pub use problem::Problem;
 
 use crate::service::Service;
@@ -95,15 +96,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    Problem::new("not_found", "no such route")
 }
 
 async fn method_not_allowed() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    Problem::new("method_not_allowed", "method not allowed on this route")
 }
 
 /// Every request has a deadline; past it the caller gets 503 and may retry.
@@ -112,14 +109,12 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             "request_timeout",
             format!(
                 "the request did not complete within {}",
                 humantime::format_duration(limit)
             ),
         )
-        .with_retry_after(1)
         .into_response(),
     }
 }

@@ -12,8 +12,7 @@ use super::auth::Caller;
 use super::openapi::{JwksDoc, ProblemDoc, SignedDoc};
 use super::problem::{ApiJson, Problem};
 use crate::config::Role;
-use crate::keys::lifecycle;
-use crate::service::Signed;
+use crate::service::{SignJws, SignJwt, Signed};
 
 /// `POST /v1/key-sets/{set}/sign/jwt`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -52,12 +51,8 @@ pub async fn sign_jwt(
     Path(set): Path<String>,
     ApiJson(req): ApiJson<SignJwtRequest>,
 ) -> Result<Json<Value>, Problem> {
-    state.service.key_set(&set)?;
-    caller.may_sign(&set)?;
-    let s = state
-        .service
-        .sign_jwt(caller.name(), &set, req.claims, req.header)
-        .await?;
+    let op = SignJwt::new(req.claims, req.header);
+    let s = state.service.sign(caller.client(), &set, op).await?;
     tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
     Ok(signed("jwt", s))
 }
@@ -69,12 +64,8 @@ pub async fn sign_jws(
     Path(set): Path<String>,
     ApiJson(req): ApiJson<SignJwsRequest>,
 ) -> Result<Json<Value>, Problem> {
-    state.service.key_set(&set)?;
-    caller.may_sign(&set)?;
-    let s = state
-        .service
-        .sign_jws(caller.name(), &set, &req.payload, req.header, req.detached)
-        .await?;
+    let op = SignJws::new(req.payload, req.header, req.detached);
+    let s = state.service.sign(caller.client(), &set, op).await?;
     tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
     Ok(signed("jws", s))
 }
@@ -123,45 +114,13 @@ fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Resp
         .into_response())
 }
 
-use super::admin::rfc3339;
-
 #[utoipa::path(get, path = "/v1/key-sets", tag = "admin", responses((status = 200, description = "key sets with active and next kids"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn key_sets(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    let service = &state.service;
-    let now = service.now();
-    let view = service.view();
-    let sets: Vec<Value> = service
-        .config
-        .key_sets
-        .iter()
-        .map(|s| {
-            let records = view.records(&s.name);
-            let active = lifecycle::active(records, now);
-            let next = lifecycle::next(records, now);
-            json!({
-                "name": s.name,
-                "profile": s.profile.name(),
-                "alg": s.alg.http_name().filter(|_| s.profile == crate::signing::Profile::HttpMessage)
-                    .unwrap_or(s.alg.jose_name()),
-                "hsm": service.backends[s.hsm].config.name,
-                "issuer": s.issuer,
-                "active_kid": active.map(|k| k.kid.clone()),
-                "active_since": active.map(|k| rfc3339(k.activate_at)),
-                "next_kid": next.map(|k| k.kid.clone()),
-                "next_activate_at": next.map(|k| rfc3339(k.activate_at)),
-                "keys": records.len(),
-                "rotation_period": crate::config::format_duration(s.policy.rotation_period) ,
-                "min_publish": crate::config::format_duration(s.policy.min_publish) ,
-                "retain": crate::config::format_duration(s.policy.retain) ,
-                "max_lifetime": crate::config::format_duration(s.policy.max_lifetime) ,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "key_sets": sets })))
+    Ok(Json(json!({ "key_sets": state.service.key_sets() })))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
@@ -171,46 +130,11 @@ pub async fn healthz() -> Json<Value> {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let r = state.service.readiness().await;
-    let mut backends = Map::new();
-    for (name, s) in &r.backends {
-        backends.insert(
-            name.clone(),
-            match s {
-                Ok(()) => json!({ "state": "up" }),
-                Err(reason) => json!({ "state": "down", "reason": reason }),
-            },
-        );
-    }
-    let mut sets = Map::new();
-    for (name, kid) in &r.key_sets {
-        sets.insert(
-            name.clone(),
-            match kid {
-                Some(k) => json!({ "active_kid": k }),
-                None => json!({ "active_kid": null, "reason": "no usable active key" }),
-            },
-        );
-    }
-    let ready = r.is_ready();
-    let scheduler = json!({
-        "leader": r.scheduler.leader,
-        "holder": r.scheduler.holder.as_ref().map(|l| l.holder.clone()),
-        "lease_expires_at": r.scheduler.holder.as_ref().map(|l| l.expires_at),
-        "error": r.scheduler.error,
-    });
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "store": match &r.store { Ok(()) => json!({"state": "up"}), Err(e) => json!({"state": "down", "reason": e}) },
-        "backends": backends,
-        "key_sets": sets,
-        "scheduler": scheduler,
-        "reconciliation": r.reconciliation,
-    });
-    let status = if ready {
+    let readiness = state.service.readiness().await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (status, Json(readiness)).into_response()
 }

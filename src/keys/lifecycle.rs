@@ -7,7 +7,8 @@
 //!   then **expired**;
 //! - a key is **revoked** from `revoked_at` on.
 //!
-//! Every replica computes the same answer from the same rows and the clock.
+//! Every replica computes the same answer from the same rows and the clock. The rule for when a new
+//! next key may activate ([`next_activation`]) lives here too, for the scheduler and for imports.
 
 use super::KeyRecord;
 
@@ -70,6 +71,26 @@ pub fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
         .filter(|k| k.activate_at > t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
         .min_by(|a, b| a.order().cmp(&b.order()))
+}
+
+/// When a new next key of one key set's `keys` may activate, decided at `now`:
+/// `max(active.activate_at + rotation_period, now + min_publish)`, so that no key signs before it
+/// has been published for `min_publish`. A key that takes the place of the scheduled next key (an
+/// import replaces it) keeps that key's time, pushed to `now + min_publish` if earlier. Without an
+/// active key: `now + min_publish`. (The first key of a new key set is the caller's exception: it
+/// activates at once, since nobody can have cached a kid of a key set that never had one.)
+pub fn next_activation(
+    keys: &[KeyRecord],
+    rotation_period_s: i64,
+    min_publish_s: i64,
+    now: i64,
+) -> i64 {
+    let earliest = now + min_publish_s;
+    match (next(keys, now), active(keys, now)) {
+        (Some(n), _) => n.activate_at.max(earliest),
+        (None, Some(a)) => (a.activate_at + rotation_period_s).max(earliest),
+        (None, None) => earliest,
+    }
 }
 
 /// The state of `key` among `keys` (its key set, including itself) at `t`.
@@ -151,6 +172,22 @@ mod tests {
             .map(|k| k.kid.as_str())
             .collect();
         assert_eq!(kids, ["c", "b"]);
+    }
+
+    #[test]
+    fn a_next_key_activates_one_period_on_and_never_before_min_publish() {
+        let (period, min) = (1000, 100);
+        // One active key: one period after its activation...
+        let keys = vec![key("a", 0)];
+        assert_eq!(next_activation(&keys, period, min, 10), 1000);
+        // ...but never before it has been published for min_publish.
+        assert_eq!(next_activation(&keys, period, min, 950), 1050);
+        // An import takes the scheduled next key's place and time.
+        let keys = vec![key("a", 0), key("b", 1000)];
+        assert_eq!(next_activation(&keys, period, min, 10), 1000);
+        assert_eq!(next_activation(&keys, period, min, 990), 1090);
+        // No key at all: after min_publish.
+        assert_eq!(next_activation(&[], period, min, 10), 110);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::config::{HsmConfig, PinSource, TokenSelector};
 use crate::hsm::{Backend, BackendConfig, HsmError};
 use crate::signing::SignError;
+use crate::support::{Chain, lock, read, write};
 
 /// Why the service cannot start: a PIN source that is not there.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,25 @@ pub fn resolve_pin(cfg: &HsmConfig) -> Result<SecretString, PinError> {
 #[derive(Debug, Clone)]
 pub enum BackendState {
     Up(Arc<Backend>),
-    Down(String),
+    Down(DownReason),
+}
+
+/// Why a backend is down.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DownReason {
+    #[error("not opened yet")]
+    NotOpened,
+    #[error(transparent)]
+    Failed(Arc<HsmError>),
+}
+
+/// A request for a backend that is down: the `source` of [`SignError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("hsm `{hsm}` is down")]
+pub struct BackendDown {
+    hsm: String,
+    #[source]
+    reason: DownReason,
 }
 
 /// Recovery backoff: first retry after `BACKOFF_START`, doubling up to `BACKOFF_MAX`.
@@ -91,7 +110,7 @@ impl BackendSlot {
         Self {
             config,
             pin,
-            state: RwLock::new(BackendState::Down("not opened yet".into())),
+            state: RwLock::new(BackendState::Down(DownReason::NotOpened)),
             stale: Mutex::new(None),
             opening: Mutex::new(()),
             recovering: AtomicBool::new(false),
@@ -107,25 +126,20 @@ impl BackendSlot {
     }
 
     pub fn state(&self) -> BackendState {
-        self.state
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_else(|_| BackendState::Down("state lock poisoned".into()))
+        read(&self.state).clone()
     }
 
     fn set_state(&self, s: BackendState) {
-        if let Ok(mut state) = self.state.write() {
-            *state = s;
-        }
+        *write(&self.state) = s;
     }
 
     pub fn up(&self) -> Result<Arc<Backend>, SignError> {
         match self.state() {
             BackendState::Up(b) => Ok(b),
-            BackendState::Down(reason) => Err(SignError::Unavailable(format!(
-                "hsm `{}` is down: {reason}",
-                self.config.name
-            ))),
+            BackendState::Down(reason) => Err(SignError::Unavailable(Box::new(BackendDown {
+                hsm: self.config.name.clone(),
+                reason,
+            }))),
         }
     }
 
@@ -137,22 +151,18 @@ impl BackendSlot {
 
     /// Takes `backend` out of service after `error`, unless a newer context already replaced it,
     /// and starts the recovery task.
-    pub fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: &HsmError) {
+    pub fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: Arc<HsmError>) {
         {
-            let Ok(mut state) = self.state.write() else {
-                return;
-            };
+            let mut state = write(&self.state);
             match &*state {
                 BackendState::Up(current) if Arc::ptr_eq(current, backend) => {
-                    tracing::error!(hsm = %self.config.name, error = %error,
+                    tracing::error!(hsm = %self.config.name, error = %Chain(&*error),
                         "HSM backend failed; failing fast and recovering");
                     metrics::counter!("signet_hsm_failures_total", "hsm" => self.config.name.clone())
                         .increment(1);
                     self.had_failure.store(true, Ordering::SeqCst);
-                    if let Ok(mut stale) = self.stale.lock() {
-                        *stale = Some(current.clone());
-                    }
-                    *state = BackendState::Down(error.to_string());
+                    *lock(&self.stale) = Some(current.clone());
+                    *state = BackendState::Down(DownReason::Failed(error));
                 }
                 _ => return,
             }
@@ -188,7 +198,7 @@ impl BackendSlot {
     /// Finalises the context a failure took down, once no call is inside it. A context some
     /// thread is still stuck in (a hung HSM) is leaked, never finalised under that thread.
     fn retire_stale(&self) {
-        let Some(stale) = self.stale.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(stale) = lock(&self.stale).take() else {
             return;
         };
         let deadline = Instant::now() + self.config.op_timeout;
@@ -248,8 +258,8 @@ impl BackendSlot {
                 true
             }
             Err(e) => {
-                tracing::warn!(hsm = %self.config.name, error = %e, "HSM backend unavailable");
-                self.set_state(BackendState::Down(e.to_string()));
+                tracing::warn!(hsm = %self.config.name, error = %Chain(&e), "HSM backend unavailable");
+                self.set_state(BackendState::Down(DownReason::Failed(Arc::new(e))));
                 false
             }
         }
@@ -290,9 +300,9 @@ impl BackendSlot {
         });
         match tokio::time::timeout_at(until, task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(SignError::Failed(format!("HSM task failed: {join}"))),
+            Ok(Err(join)) => Err(SignError::Internal(Box::new(join))),
             Err(_) => {
-                self.failed(&backend, &HsmError::Unresponsive(deadline));
+                self.failed(&backend, Arc::new(HsmError::Unresponsive(deadline)));
                 Err(SignError::Timeout)
             }
         }
@@ -316,7 +326,9 @@ impl BackendSlot {
     /// Maps an HSM error to the signing layer, taking the backend down when the device is gone.
     pub fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
         if e.is_unavailable() {
-            self.failed(backend, &e);
+            let e = Arc::new(e);
+            self.failed(backend, e.clone());
+            return SignError::Unavailable(Box::new(e));
         }
         super::hsm_signer::sign_error(e)
     }

@@ -66,12 +66,12 @@ impl Sign for HsmSigner {
     }
 }
 
-/// Domain view of an HSM failure.
+/// Domain view of an HSM failure: the HSM error travels on as the `source`.
 pub fn sign_error(e: HsmError) -> SignError {
     match e {
         HsmError::Busy => SignError::Busy,
-        e if e.is_unavailable() => SignError::Unavailable(e.to_string()),
-        e => SignError::Failed(e.to_string()),
+        e if e.is_unavailable() => SignError::Unavailable(Box::new(e)),
+        e => SignError::Failed(Box::new(e)),
     }
 }
 

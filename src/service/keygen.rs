@@ -30,15 +30,18 @@ impl Service {
     pub async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
         let now = self.now();
         let records = self.records(&set.name);
-        let active = lifecycle::active(&records, now).cloned();
-        let next = lifecycle::next(&records, now).cloned();
-        let active = match (active, next) {
-            (Some(a), _) => a,
+        match (
+            lifecycle::active(&records, now),
+            lifecycle::next(&records, now),
+        ) {
+            (Some(_), _) => {}
             (None, None) => {
                 tracing::info!(key_set = %set.name, "no key yet: generating the first active key");
                 match self.generate(set, now, SCHEDULER, "bootstrap").await {
                     Err(e) if lost_race(&e) => return self.reload().await,
-                    r => r?,
+                    r => {
+                        r?;
+                    }
                 }
             }
             (None, Some(n)) => {
@@ -46,10 +49,15 @@ impl Service {
                     "key set has no active key until its next key activates");
                 return Ok(());
             }
-        };
-        if lifecycle::next(&self.records(&set.name), now).is_none() {
-            let activate_at = (active.activate_at + set.policy.rotation_period.as_secs() as i64)
-                .max(now + set.policy.min_publish.as_secs() as i64);
+        }
+        let records = self.records(&set.name);
+        if lifecycle::next(&records, now).is_none() {
+            let activate_at = lifecycle::next_activation(
+                &records,
+                set.policy.rotation_period.as_secs() as i64,
+                set.policy.min_publish.as_secs() as i64,
+                now,
+            );
             tracing::info!(key_set = %set.name, activate_at, "generating the next key");
             match self.generate(set, activate_at, SCHEDULER, "next").await {
                 Err(e) if lost_race(&e) => self.reload().await?,

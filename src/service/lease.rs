@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::keys::{Lease, Store};
+use crate::support::lock;
 
 /// The name of the scheduler's lease row.
 pub const SCHEDULER_LEASE: &str = "scheduler";
@@ -69,7 +70,7 @@ impl Elector {
     }
 
     pub fn state(&self) -> Leadership {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        lock(&self.state).clone()
     }
 
     /// Takes or renews the lease at `now`; whether this replica leads. A store error means "not
@@ -107,9 +108,7 @@ impl Elector {
 
     fn record(&self, next: Leadership) -> bool {
         let leader = next.leader;
-        let Ok(mut state) = self.state.lock() else {
-            return leader;
-        };
+        let mut state = lock(&self.state);
         if state.leader != next.leader || (state.holder.is_none() && next.holder.is_some()) {
             match (&next.holder, &next.error) {
                 (_, Some(e)) => {

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::Service;
 use super::keygen::SCHEDULER;
 use crate::keys::NewEvent;
+use crate::support::{read, write};
 
 /// Pending objects older than this (seconds) are destroyed: ten times the generation deadline.
 pub const PENDING_MAX_AGE: i64 = 600;
@@ -211,15 +212,13 @@ impl Service {
     }
 
     fn keep(&self, out: Reconciliation) -> Reconciliation {
-        if let Ok(mut r) = self.reconciled.write() {
-            *r = Some(out.clone());
-        }
+        *write(&self.reconciled) = Some(out.clone());
         out
     }
 
     /// The last reconciliation, if one ran.
     pub fn reconciliation(&self) -> Option<Reconciliation> {
-        self.reconciled.read().ok().and_then(|r| r.clone())
+        read(&self.reconciled).clone()
     }
 }
 
