@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::hsm_signer::{key_spec, public_key, scheme};
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
+use crate::hsm::{Backend, HsmError, KeySpec};
 use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, StoreError, lifecycle};
+use crate::signing::PublicKey;
 use serde_json::json;
 
 /// The actor of changes the service makes on its own (start-up, scheduler).
@@ -87,26 +89,11 @@ impl Service {
             PENDING.fetch_add(1, Ordering::Relaxed)
         )
         .into_bytes();
-        let set_name = set.name.clone();
-        let alg = set.alg;
+        let (set_name, alg) = (set.name.clone(), set.alg);
         let (hsm_id, public) = slot
             .with_backend(GENERATE_TIMEOUT, move |b| {
                 b.check_support(spec, scheme(alg))?;
-                let pending_label = format!("signet/{set_name}/pending");
-                let public = b.generate(spec, &pending_id, &pending_label)?;
-                let public = public_key(public);
-                let kid = public.thumbprint();
-                let label = format!("signet/{set_name}/{kid}");
-                // Some HSMs refuse to change CKA_ID after generation: then the pending id stays
-                // and the store remembers it.
-                let id = match b.relabel(&pending_id, kid.as_bytes(), &label) {
-                    Ok(()) => kid.into_bytes(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot set CKA_ID/CKA_LABEL; keeping the generation-time id");
-                        pending_id
-                    }
-                };
-                Ok((id, public))
+                key_pair(b, spec, &set_name, pending_id)
             })
             .await?;
         let record = KeyRecord {
@@ -152,4 +139,28 @@ impl Service {
         self.reload().await?;
         Ok(record)
     }
+}
+
+/// Generates a key pair under `pending_id` and names it after its kid: `CKA_ID` the kid's bytes,
+/// `CKA_LABEL` `signet/<set>/<kid>`. Returns the id it ends up with, and its public key.
+fn key_pair(
+    b: &Backend,
+    spec: KeySpec,
+    set_name: &str,
+    pending_id: Vec<u8>,
+) -> Result<(Vec<u8>, PublicKey), HsmError> {
+    let pending_label = format!("signet/{set_name}/pending");
+    let public = public_key(b.generate(spec, &pending_id, &pending_label)?);
+    let kid = public.thumbprint();
+    let label = format!("signet/{set_name}/{kid}");
+    // Some HSMs refuse to change CKA_ID after generation: then the pending id stays and the
+    // store remembers it.
+    let id = match b.relabel(&pending_id, kid.as_bytes(), &label) {
+        Ok(()) => kid.into_bytes(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set CKA_ID/CKA_LABEL; keeping the generation-time id");
+            pending_id
+        }
+    };
+    Ok((id, public))
 }

@@ -23,10 +23,12 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 use serde_json::json;
 
-use super::Service;
+use std::sync::Arc;
+
 use super::keygen::SCHEDULER;
-use crate::keys::NewEvent;
-use crate::support::{read, write};
+use super::{BackendSlot, Service};
+use crate::keys::{KeyRecord, NewEvent};
+use crate::support::{Chain, read, write};
 
 /// Pending objects older than this (seconds) are destroyed: ten times the generation deadline.
 pub const PENDING_MAX_AGE: i64 = 600;
@@ -92,9 +94,11 @@ impl Service {
                 .await
             {
                 Ok(objects) => listed.push((slot, objects)),
-                Err(e) => out
-                    .errors
-                    .push(format!("hsm `{}`: not reconciled: {e}", slot.config.name)),
+                Err(e) => out.errors.push(format!(
+                    "hsm `{}`: not reconciled: {}",
+                    slot.config.name,
+                    Chain(&e)
+                )),
             }
         }
         let records = match self.store.keys().await {
@@ -105,76 +109,102 @@ impl Service {
             }
         };
         for (slot, objects) in listed {
-            let name = &slot.config.name;
-            let referenced: HashSet<&[u8]> = records
-                .iter()
-                .filter(|r| &r.hsm == name)
-                .map(|r| r.hsm_id.as_slice())
-                .collect();
-            for (id, label) in &objects {
-                if !label.starts_with("signet/") || referenced.contains(id.as_slice()) {
-                    continue;
-                }
-                let orphan = Orphan {
-                    hsm: name.clone(),
-                    key_set: label_set(label),
-                    hsm_id: hex::encode(id),
-                    label: label.clone(),
-                };
-                let stale = label.ends_with("/pending")
-                    && pending_since(id).is_some_and(|t| now - t > PENDING_MAX_AGE);
-                if stale && !leader {
-                    continue;
-                }
-                if !stale {
-                    tracing::warn!(hsm = %name, label = %label, hsm_id = %orphan.hsm_id,
-                        "orphan key in the token: no store row references it (not destroyed; import or remove it by hand)");
-                    out.orphans.push(orphan);
-                    continue;
-                }
-                let id = id.clone();
-                match slot
-                    .with_backend(slot.config.op_timeout, move |b| b.destroy(&id))
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::warn!(hsm = %name, hsm_id = %orphan.hsm_id,
-                            "destroyed a pending key pair left by an interrupted generation");
-                        let mut event = NewEvent::new(now, SCHEDULER, "pending_destroyed").detail(
-                            json!({ "hsm": name, "hsm_id": orphan.hsm_id, "label": orphan.label }),
-                        );
-                        event.key_set = orphan.key_set.clone();
-                        if let Err(e) = self.store.apply(&[], &[event]).await {
-                            out.errors.push(format!("audit of pending_destroyed: {e}"));
-                        }
-                        out.pending_destroyed.push(orphan);
-                    }
-                    Err(e) => {
-                        out.errors.push(format!(
-                            "hsm `{name}`: cannot destroy {}: {e}",
-                            orphan.hsm_id
-                        ));
-                        out.orphans.push(orphan);
-                    }
-                }
-            }
-            let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
-            for r in records.iter().filter(|r| &r.hsm == name) {
-                if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
-                    tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
-                        "the private key of a stored key is missing from its token");
-                    out.missing.push(Missing {
-                        hsm: name.clone(),
-                        key_set: r.key_set.clone(),
-                        kid: r.kid.clone(),
-                    });
-                }
-            }
+            self.reconcile_backend(slot, &objects, &records, leader, &mut out)
+                .await;
         }
         if leader {
             self.audit_orphans(&mut out).await;
         }
         self.keep(out)
+    }
+
+    /// Orphans, stale pending objects and missing keys of one backend (see the module docs).
+    async fn reconcile_backend(
+        &self,
+        slot: &Arc<BackendSlot>,
+        objects: &[(Vec<u8>, String)],
+        records: &[KeyRecord],
+        leader: bool,
+        out: &mut Reconciliation,
+    ) {
+        let now = out.at;
+        let name = &slot.config.name;
+        let referenced: HashSet<&[u8]> = records
+            .iter()
+            .filter(|r| &r.hsm == name)
+            .map(|r| r.hsm_id.as_slice())
+            .collect();
+        for (id, label) in objects {
+            if !label.starts_with("signet/") || referenced.contains(id.as_slice()) {
+                continue;
+            }
+            let orphan = Orphan {
+                hsm: name.clone(),
+                key_set: label_set(label),
+                hsm_id: hex::encode(id),
+                label: label.clone(),
+            };
+            let stale = label.ends_with("/pending")
+                && pending_since(id).is_some_and(|t| now - t > PENDING_MAX_AGE);
+            if stale && !leader {
+                continue;
+            }
+            if !stale {
+                tracing::warn!(hsm = %name, label = %label, hsm_id = %orphan.hsm_id,
+                    "orphan key in the token: no store row references it (not destroyed; import or remove it by hand)");
+                out.orphans.push(orphan);
+                continue;
+            }
+            self.destroy_pending(slot, id.clone(), orphan, out).await;
+        }
+        let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
+        for r in records.iter().filter(|r| &r.hsm == name) {
+            if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
+                tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
+                    "the private key of a stored key is missing from its token");
+                out.missing.push(Missing {
+                    hsm: name.clone(),
+                    key_set: r.key_set.clone(),
+                    kid: r.kid.clone(),
+                });
+            }
+        }
+    }
+
+    /// Destroys a stale pending object (leader only) and records it.
+    async fn destroy_pending(
+        &self,
+        slot: &Arc<BackendSlot>,
+        id: Vec<u8>,
+        orphan: Orphan,
+        out: &mut Reconciliation,
+    ) {
+        let name = &slot.config.name;
+        match slot
+            .with_backend(slot.config.op_timeout, move |b| b.destroy(&id))
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(hsm = %name, hsm_id = %orphan.hsm_id,
+                    "destroyed a pending key pair left by an interrupted generation");
+                let mut event = NewEvent::new(out.at, SCHEDULER, "pending_destroyed")
+                    .detail(json!({ "hsm": name, "hsm_id": orphan.hsm_id, "label": orphan.label }));
+                event.key_set = orphan.key_set.clone();
+                if let Err(e) = self.store.apply(&[], &[event]).await {
+                    out.errors
+                        .push(format!("audit of pending_destroyed: {}", Chain(&e)));
+                }
+                out.pending_destroyed.push(orphan);
+            }
+            Err(e) => {
+                out.errors.push(format!(
+                    "hsm `{name}`: cannot destroy {}: {}",
+                    orphan.hsm_id,
+                    Chain(&e)
+                ));
+                out.orphans.push(orphan);
+            }
+        }
     }
 
     /// One `orphan_found` event per key set whose orphan list differs from the last one recorded.
