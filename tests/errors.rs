@@ -646,11 +646,7 @@ fn keypair(id: &str, label: &str, kind: &str, protect: bool) {
 fn active_and_next(local: &Local, set: &str) -> (String, String) {
     let records = local.service.records(set);
     let now = local.service.now();
-    let active = records
-        .iter()
-        .filter(|r| r.activate_at <= now)
-        .next_back()
-        .unwrap();
+    let active = records.iter().rfind(|r| r.activate_at <= now).unwrap();
     let next = records.iter().find(|r| r.activate_at > now).unwrap();
     (active.kid.clone(), next.kid.clone())
 }

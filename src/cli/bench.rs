@@ -12,7 +12,7 @@ use crate::hsm::Backend;
 use crate::service::{BackendSlot, BackendState, hsm_signer, resolve_pin};
 use crate::signing::{Algorithm, SigningKey};
 
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     hsm: Option<&str>,
     alg: &str,

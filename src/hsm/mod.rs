@@ -27,7 +27,7 @@ use crate::support::lock;
 
 pub use objects::{KeyAttributes, PublicKey};
 pub use scheme::{KeySpec, SignScheme};
-pub use token::{TokenDescription, list_tokens};
+pub(crate) use token::{TokenDescription, list_tokens};
 
 use pool::Pool;
 use token::find_token;
@@ -73,7 +73,7 @@ impl HsmError {
     }
 
     /// The PKCS#11 return value, if this came from a call.
-    pub fn rv(&self) -> Option<RvError> {
+    pub(crate) fn rv(&self) -> Option<RvError> {
         match self {
             Self::Pkcs11 {
                 source: CkError::Pkcs11(rv, _),
@@ -89,7 +89,7 @@ impl HsmError {
     }
 
     /// Whether the device or its connection is gone (as opposed to a refused operation).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(
             self,
             Self::TokenNotFound(_) | Self::Module { .. } | Self::Unresponsive(_)
@@ -178,24 +178,19 @@ impl Backend {
     /// Takes a failed context out of the process: its sessions are forgotten (closing them after
     /// a re-initialise could close a new session that reused the handle) and the module is
     /// finalised. Only call this when no other thread is inside a call on it.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         self.pool.forget_all();
         if self.initialized_here {
             let _ = self.pkcs11.finalize();
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
     pub fn description(&self) -> &TokenDescription {
         &self.description
-    }
-
-    /// Whether the token reports `mechanism`.
-    pub fn supports(&self, mechanism: MechanismType) -> bool {
-        self.mechanisms.contains(&mechanism)
     }
 
     /// Checks that the token can generate and sign for `spec` / `scheme`.
@@ -212,7 +207,7 @@ impl Backend {
     }
 
     /// Whether a session can still talk to the token and is logged in.
-    pub fn ping(&self) -> Result<(), HsmError> {
+    pub(crate) fn ping(&self) -> Result<(), HsmError> {
         self.pool.with_session(|s| {
             let info = s
                 .get_session_info()
@@ -303,7 +298,7 @@ impl Backend {
     }
 
     /// Makes the private key `id` sign-only (CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE false).
-    pub fn restrict_to_sign(&self, id: &[u8]) -> Result<(), HsmError> {
+    pub(crate) fn restrict_to_sign(&self, id: &[u8]) -> Result<(), HsmError> {
         self.pool.with_session(|s| objects::restrict_to_sign(s, id))
     }
 

@@ -25,7 +25,7 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub fn open(
+    pub(crate) fn open(
         pkcs11: &Pkcs11,
         slot: Slot,
         size: usize,
@@ -84,7 +84,7 @@ impl Pool {
     }
 
     /// Forgets every idle session without closing it (see `Backend::shutdown`).
-    pub fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         for s in lock(&self.idle).drain(..) {
             std::mem::forget(s);
         }
@@ -92,7 +92,7 @@ impl Pool {
 
     /// Runs `f` with a borrowed session. If the session turns out to be dead, it is replaced and
     /// `f` runs once more on the new one.
-    pub fn with_session<T>(
+    pub(crate) fn with_session<T>(
         &self,
         f: impl Fn(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {

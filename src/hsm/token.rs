@@ -12,12 +12,11 @@ use super::{BackendConfig, HsmError};
 #[derive(Debug, Clone)]
 pub struct TokenDescription {
     pub slot: u64,
-    pub label: String,
-    pub serial: String,
-    pub manufacturer: String,
-    pub model: String,
-    pub library: String,
-    pub mechanisms: Vec<MechanismType>,
+    pub(crate) label: String,
+    pub(crate) manufacturer: String,
+    pub(crate) model: String,
+    pub(crate) library: String,
+    pub(crate) mechanisms: Vec<MechanismType>,
 }
 
 /// Finds the configured token; slot ids are random in SoftHSM, so by label or serial only.
@@ -56,7 +55,6 @@ pub(super) fn find_token(
             let description = TokenDescription {
                 slot: slot.id(),
                 label: info.label().trim().to_string(),
-                serial: info.serial_number().trim().to_string(),
                 manufacturer: info.manufacturer_id().trim().to_string(),
                 model: info.model().trim().to_string(),
                 library,
@@ -69,7 +67,9 @@ pub(super) fn find_token(
 }
 
 /// Every token the module shows, for `signet hsm info` before a token is configured.
-pub fn list_tokens(module: &std::path::Path) -> Result<Vec<(u64, String, String)>, HsmError> {
+pub(crate) fn list_tokens(
+    module: &std::path::Path,
+) -> Result<Vec<(u64, String, String)>, HsmError> {
     let module_err = |source| HsmError::Module {
         path: module.display().to_string(),
         source,

@@ -21,7 +21,7 @@ fn listing(state: &AppState, set: &str) -> Result<Value, Problem> {
 }
 
 #[utoipa::path(get, path = "/v1/key-sets/{set}/keys", tag = "admin", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "every key with its state"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -51,14 +51,14 @@ async fn refused(
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateRequest {
+pub(crate) struct RotateRequest {
     activate_at: Option<String>,
     #[serde(default)]
     force: bool,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/rotate", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body(content = RotateRequest, description = "optional"), responses((status = 200, description = "the next key activates at the given time"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn rotate(
+pub(crate) async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -100,14 +100,14 @@ pub async fn rotate(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     reason: String,
     #[serde(default)]
     force: bool,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/keys/{kid}/revoke", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), request_body = RevokeRequest, responses((status = 200, description = "revoked; a revoked active key hands over to the next key at once"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
@@ -132,13 +132,13 @@ pub async fn revoke(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest {
+pub(crate) struct ImportRequest {
     id: Option<String>,
     label: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
-pub async fn import(
+pub(crate) async fn import(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -163,7 +163,7 @@ pub async fn import(
 }
 
 #[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed; the public JWK stays"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn destroy(
+pub(crate) async fn destroy(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
@@ -177,14 +177,14 @@ pub async fn destroy(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     #[serde(default)]
     after: i64,
     limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(("after" = Option<i64>, Query, description = "events with seq > after"), ("limit" = Option<i64>, Query, description = "at most this many (1-1000, default 100)")), responses((status = 200, description = "audit events"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn audit(
+pub(crate) async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
@@ -211,7 +211,7 @@ pub async fn audit(
 }
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "the hash chain holds"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn audit_verify(
+pub(crate) async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, Problem> {

@@ -21,7 +21,7 @@ use crate::config::{ClientAuth, ClientConfig, Role};
 
 /// The configured clients by what identifies them, and their quota buckets.
 #[derive(Debug, Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     by_token: HashMap<[u8; 32], Arc<ClientConfig>>,
     by_subject: HashMap<String, Arc<ClientConfig>>,
     /// SAN URIs as written, SAN DNS names lower-cased.
@@ -30,7 +30,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(clients: &[ClientConfig]) -> Self {
+    pub(crate) fn new(clients: &[ClientConfig]) -> Self {
         let mut c = Clients {
             limiter: Limiter::new(clients, Instant::now()),
             ..Clients::default()
@@ -102,15 +102,15 @@ impl Clients {
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<ClientConfig>);
+pub(crate) struct Caller(pub Arc<ClientConfig>);
 
 impl Caller {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.0.name
     }
 
     /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<(), Problem> {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
@@ -122,7 +122,7 @@ impl Caller {
     }
 
     /// The client's configuration, for the service to decide what it may do.
-    pub fn client(&self) -> &ClientConfig {
+    pub(crate) fn client(&self) -> &ClientConfig {
         &self.0
     }
 }

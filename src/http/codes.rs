@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 pub struct ProblemCode {
     pub code: &'static str,
     pub status: StatusCode,
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 const fn c(code: &'static str, status: StatusCode) -> ProblemCode {

@@ -15,7 +15,7 @@ use super::problem::{ApiJson, Problem};
 use crate::service::{HttpSigned, SignHttp};
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/sign/http", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body(content = Object, description = "message, request, covered, label, tag, created, expires, nonce, content_digest (see DESIGN.md)"), responses((status = 200, description = "Signature-Input and Signature members"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn sign_http(
+pub(crate) async fn sign_http(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,

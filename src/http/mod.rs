@@ -7,7 +7,7 @@ mod admin;
 mod auth;
 mod codes;
 mod http_sig;
-pub mod observe;
+pub(crate) mod observe;
 mod openapi;
 mod problem;
 mod quota;
@@ -27,19 +27,19 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{Caller, Clients};
+pub(crate) use auth::Clients;
 pub use codes::{CODES, ProblemCode};
-pub use problem::Problem;
+pub(crate) use problem::Problem;
 
 use crate::service::Service;
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    pub service: Arc<Service>,
-    pub clients: Arc<Clients>,
+    pub(crate) service: Arc<Service>,
+    pub(crate) clients: Arc<Clients>,
     /// The Prometheus recorder's handle, when this process installed one.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -52,7 +52,7 @@ impl AppState {
         }
     }
 
-    pub fn with_metrics(
+    pub(crate) fn with_metrics(
         mut self,
         handle: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {

@@ -23,7 +23,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// Installs the process-wide Prometheus recorder (once, at start-up).
-pub fn install_recorder() -> Option<PrometheusHandle> {
+pub(crate) fn install_recorder() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets(BUCKETS)
         .ok()?
@@ -48,7 +48,7 @@ fn sane(id: &str) -> bool {
 }
 
 /// Request id, span, access log and request metrics.
-pub async fn observe(req: Request, next: Next) -> Response {
+pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -85,7 +85,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`: gauges of the current state are set at scrape time, then everything rendered.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
         return (
             StatusCode::NOT_FOUND,

@@ -19,18 +19,18 @@ use crate::support::Chain;
 
 /// An error as the caller sees it.
 #[derive(Debug)]
-pub struct Problem {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub detail: String,
-    pub retry_after: Option<u64>,
+pub(crate) struct Problem {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
+    pub(crate) retry_after: Option<u64>,
     /// Extension members (RFC 9457 3.2).
-    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    pub(crate) members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
     /// A problem with `code`, its status (and `Retry-After`) from `http::codes`.
-    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, detail: impl Into<String>) -> Self {
         let entry = codes::lookup(code);
         Self {
             status: entry.status,
@@ -41,14 +41,14 @@ impl Problem {
         }
     }
 
-    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+    pub(crate) fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
         self.members
             .get_or_insert_default()
             .insert(name.to_string(), value);
         self
     }
 
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
@@ -179,7 +179,7 @@ impl From<SignError> for Problem {
 
 /// `Json<T>` whose rejections are problems: 400 `malformed_json`, 400 `invalid_request` (wrong
 /// shape), 413 `payload_too_large`, 415 `unsupported_media_type`.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
@@ -208,7 +208,7 @@ fn json_problem(r: JsonRejection) -> Problem {
 }
 
 /// `Query<T>` whose rejection is a problem: 400 `invalid_request` naming what did not parse.
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = Problem;

@@ -17,7 +17,7 @@ use crate::service::{SignJws, SignJwt, Signed};
 /// `POST /v1/key-sets/{set}/sign/jwt`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignJwtRequest {
+pub(crate) struct SignJwtRequest {
     /// The JWT claims, signed as sent after the profile's checks.
     #[schema(value_type = Object)]
     claims: Map<String, Value>,
@@ -30,7 +30,7 @@ pub struct SignJwtRequest {
 /// `POST /v1/key-sets/{set}/sign/jws` (profile `generic`)
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignJwsRequest {
+pub(crate) struct SignJwsRequest {
     /// base64url of the payload.
     payload: String,
     #[serde(default)]
@@ -45,7 +45,7 @@ fn signed(field: &str, s: Signed) -> Json<Value> {
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jwt", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwtRequest, responses((status = 200, description = "the signed JWT", body = SignedDoc), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn sign_jwt(
+pub(crate) async fn sign_jwt(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -58,7 +58,7 @@ pub async fn sign_jwt(
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jws", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwsRequest, responses((status = 200, description = "the JWS"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn sign_jws(
+pub(crate) async fn sign_jws(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -71,7 +71,7 @@ pub async fn sign_jws(
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "jwks", responses((status = 200, description = "every published public key; Cache-Control max-age and a strong ETag", body = JwksDoc), (status = 304, description = "If-None-Match matched")))]
-pub async fn jwks_all(
+pub(crate) async fn jwks_all(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -79,7 +79,7 @@ pub async fn jwks_all(
 }
 
 #[utoipa::path(get, path = "/v1/key-sets/{set}/jwks", tag = "jwks", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "the key set's published public keys", body = JwksDoc), (status = 304, description = "If-None-Match matched"), (status = 404, description = "unknown key set", body = ProblemDoc)))]
-pub async fn jwks_set(
+pub(crate) async fn jwks_set(
     State(state): State<AppState>,
     Path(set): Path<String>,
     headers: HeaderMap,
@@ -115,7 +115,7 @@ fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Resp
 }
 
 #[utoipa::path(get, path = "/v1/key-sets", tag = "admin", responses((status = 200, description = "key sets with active and next kids"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn key_sets(
+pub(crate) async fn key_sets(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, Problem> {
@@ -124,12 +124,12 @@ pub async fn key_sets(
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
-pub async fn healthz() -> Json<Value> {
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.service.readiness().await;
     let status = if readiness.is_ready() {
         StatusCode::OK

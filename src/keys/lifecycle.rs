@@ -28,7 +28,7 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Next => "next",
             Self::Active => "active",
@@ -39,13 +39,13 @@ impl KeyState {
     }
 
     /// Whether the key belongs in the JWKS.
-    pub fn is_published(self) -> bool {
+    pub(crate) fn is_published(self) -> bool {
         matches!(self, Self::Next | Self::Active | Self::Retired { .. })
     }
 }
 
 impl KeyRecord {
-    pub fn is_revoked_at(&self, t: i64) -> bool {
+    pub(crate) fn is_revoked_at(&self, t: i64) -> bool {
         self.revoked_at.is_some_and(|r| r <= t)
     }
 
@@ -60,14 +60,14 @@ impl KeyRecord {
 }
 
 /// The active key of one key set's `keys` at `t`.
-pub fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+pub(crate) fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
         .filter(|k| k.activate_at <= t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
         .max_by(|a, b| a.order().cmp(&b.order()))
 }
 
 /// The next key (the earliest-activating one if several are scheduled).
-pub fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+pub(crate) fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
         .filter(|k| k.activate_at > t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
         .min_by(|a, b| a.order().cmp(&b.order()))
@@ -79,7 +79,7 @@ pub fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
 /// import replaces it) keeps that key's time, pushed to `now + min_publish` if earlier. Without an
 /// active key: `now + min_publish`. (The first key of a new key set is the caller's exception: it
 /// activates at once, since nobody can have cached a kid of a key set that never had one.)
-pub fn next_activation(
+pub(crate) fn next_activation(
     keys: &[KeyRecord],
     rotation_period_s: i64,
     min_publish_s: i64,
@@ -94,7 +94,7 @@ pub fn next_activation(
 }
 
 /// The state of `key` among `keys` (its key set, including itself) at `t`.
-pub fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
+pub(crate) fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
     if key.is_revoked_at(t) {
         return KeyState::Revoked;
     }
@@ -126,7 +126,7 @@ pub fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyS
 
 /// The published keys of a key set at `t`: active first, then next keys, then retired ones
 /// (newest first).
-pub fn published(keys: &[KeyRecord], retain_s: i64, t: i64) -> Vec<&KeyRecord> {
+pub(crate) fn published(keys: &[KeyRecord], retain_s: i64, t: i64) -> Vec<&KeyRecord> {
     let mut out: Vec<(u8, &KeyRecord)> = keys
         .iter()
         .filter_map(|k| {

@@ -90,7 +90,7 @@ impl Service {
     /// Revokes `kid`. Revoking the active key hands signing to the next key at once (refused
     /// while that key has been published for less than `min_publish`, unless `force`) and a new
     /// next key is generated. A revoked key is never published or used again.
-    pub async fn revoke(
+    pub(crate) async fn revoke(
         &self,
         set: &str,
         kid: &str,
@@ -150,7 +150,7 @@ impl Service {
 
     /// Destroys the private object of an expired or revoked key; its public JWK stays in the
     /// store. Returns the key's entry afterwards.
-    pub async fn destroy(
+    pub(crate) async fn destroy(
         &self,
         set: &str,
         kid: &str,
@@ -266,7 +266,7 @@ impl Service {
 
     /// Records a refused admin call (`call` on key set `set` by `actor`), with the problem code
     /// and detail the caller was given.
-    pub async fn audit_refusal(
+    pub(crate) async fn audit_refusal(
         &self,
         actor: &str,
         call: &str,

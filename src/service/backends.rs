@@ -20,8 +20,8 @@ use crate::support::{Chain, lock, read, write};
 #[derive(Debug, thiserror::Error)]
 #[error("hsm `{hsm}`: {reason}")]
 pub struct PinError {
-    pub hsm: String,
-    pub reason: String,
+    pub(crate) hsm: String,
+    pub(crate) reason: String,
 }
 
 /// Reads the user PIN from its source. The PIN only ever lives in zeroized buffers.
@@ -88,7 +88,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// run (`sessions`) and wait (`max_queue`) on it at once.
 #[derive(Debug)]
 pub struct BackendSlot {
-    pub config: HsmConfig,
+    pub(crate) config: HsmConfig,
     pin: SecretString,
     state: RwLock<BackendState>,
     /// The context a failure took down, kept until it can be finalised safely.
@@ -98,13 +98,13 @@ pub struct BackendSlot {
     recovering: AtomicBool,
     /// Set by a failure, cleared (and counted as a recovery) by the next successful open.
     had_failure: AtomicBool,
-    pub permits: Arc<Semaphore>,
+    pub(crate) permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
 
 impl BackendSlot {
-    pub fn new(config: HsmConfig, pin: SecretString) -> Self {
+    pub(crate) fn new(config: HsmConfig, pin: SecretString) -> Self {
         let permits = Arc::new(Semaphore::new(config.sessions));
         let max_queue = config.max_queue;
         Self {
@@ -121,7 +121,7 @@ impl BackendSlot {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
@@ -133,7 +133,7 @@ impl BackendSlot {
         *write(&self.state) = s;
     }
 
-    pub fn up(&self) -> Result<Arc<Backend>, SignError> {
+    pub(crate) fn up(&self) -> Result<Arc<Backend>, SignError> {
         match self.state() {
             BackendState::Up(b) => Ok(b),
             BackendState::Down(reason) => Err(SignError::Unavailable(Box::new(BackendDown {
@@ -144,14 +144,14 @@ impl BackendSlot {
     }
 
     /// Operations waiting for a permit, and operations running (for metrics).
-    pub fn load(&self) -> (usize, usize) {
+    pub(crate) fn load(&self) -> (usize, usize) {
         let running = self.config.sessions - self.permits.available_permits();
         (self.waiting.load(Ordering::Relaxed), running)
     }
 
     /// Takes `backend` out of service after `error`, unless a newer context already replaced it,
     /// and starts the recovery task.
-    pub fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: Arc<HsmError>) {
+    pub(crate) fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: Arc<HsmError>) {
         {
             let mut state = write(&self.state);
             match &*state {
@@ -224,7 +224,7 @@ impl BackendSlot {
     }
 
     /// Opens the backend if it is down. Blocking. Returns whether it is up afterwards.
-    pub fn open_if_down(&self) -> bool {
+    pub(crate) fn open_if_down(&self) -> bool {
         // Never wait for another opener: with a hung HSM an open can block for good, and the
         // scheduler's tick (which tries to open every backend) must not hang with it.
         let Ok(_opening) = self.opening.try_lock() else {
@@ -268,7 +268,7 @@ impl BackendSlot {
     /// Runs `f` on a blocking thread, holding one of `sessions` permits, everything (the wait
     /// for a permit included) within `op_timeout`. More than `max_queue` waiters: busy at once.
     /// An operation that overruns marks the backend failed (a hung HSM).
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
     ) -> Result<T, SignError> {
@@ -276,7 +276,7 @@ impl BackendSlot {
     }
 
     /// As [`Self::run`], with an explicit deadline (key generation takes longer than signing).
-    pub async fn run_for<T: Send + 'static>(
+    pub(crate) async fn run_for<T: Send + 'static>(
         self: &Arc<Self>,
         deadline: Duration,
         f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
@@ -324,7 +324,7 @@ impl BackendSlot {
     }
 
     /// Maps an HSM error to the signing layer, taking the backend down when the device is gone.
-    pub fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
+    pub(crate) fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
         if e.is_unavailable() {
             let e = Arc::new(e);
             self.failed(backend, e.clone());

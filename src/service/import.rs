@@ -15,7 +15,7 @@ use crate::signing::PublicKey;
 
 /// How an operator names an existing key pair in the token.
 #[derive(Debug, Clone)]
-pub enum ImportBy {
+pub(crate) enum ImportBy {
     /// `CKA_ID`, hex.
     Id(String),
     Label(String),
@@ -31,7 +31,7 @@ struct Found {
 impl Service {
     /// Adopts a key pair already in the key set's token as its next key, activating when
     /// `keys::lifecycle::next_activation` says. A generated next key it replaces is revoked.
-    pub async fn import(
+    pub(crate) async fn import(
         &self,
         set: &str,
         by: ImportBy,

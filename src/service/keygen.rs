@@ -13,7 +13,7 @@ use crate::signing::PublicKey;
 use serde_json::json;
 
 /// The actor of changes the service makes on its own (start-up, scheduler).
-pub const SCHEDULER: &str = "signet";
+pub(crate) const SCHEDULER: &str = "signet";
 
 /// Generation can take seconds for RSA on a busy token.
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ fn lost_race(e: &ServiceError) -> bool {
 impl Service {
     /// Gives `set` an active key (only when it has none at all: the bootstrap of a new key set)
     /// and a next key (when none is scheduled).
-    pub async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
+    pub(crate) async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
         let now = self.now();
         let records = self.records(&set.name);
         match (
@@ -73,7 +73,7 @@ impl Service {
 
     /// Generates a key pair for `set` in its HSM, names it after its kid, stores its record and
     /// reloads the view. A pair whose record cannot be stored is destroyed again.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         set: &KeySetConfig,
         activate_at: i64,

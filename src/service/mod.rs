@@ -12,9 +12,9 @@ mod http_sign;
 mod import;
 mod jws_sign;
 mod keygen;
-pub mod lease;
+pub(crate) mod lease;
 mod read;
-pub mod reconcile;
+pub(crate) mod reconcile;
 mod sign;
 mod view;
 
@@ -27,14 +27,11 @@ use crate::support::{Chain, read, write};
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
 pub use error::{Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};
-pub use import::ImportBy;
+pub(crate) use import::ImportBy;
 pub use jws_sign::{SignJws, SignJwt, Signed};
-pub use read::{
-    BackendGauge, ComponentState, Gauges, KeyEntry, KeyListing, KeySetGauge, KeySetReadiness,
-    KeySetStatus, Readiness, Rfc3339, SchedulerStatus,
-};
+pub(crate) use read::{KeyEntry, KeyListing, Rfc3339};
 pub use sign::{SetKeys, SignOperation};
-pub use view::{Jwks, KeyView};
+pub(crate) use view::{Jwks, KeyView};
 
 /// Current time in unix seconds; tests move it instead of sleeping.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -42,7 +39,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
@@ -56,7 +53,7 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct Service {
     pub config: Config,
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     pub backends: Vec<Arc<BackendSlot>>,
     clock: Arc<dyn Clock>,
     view: RwLock<Arc<KeyView>>,
@@ -64,7 +61,7 @@ pub struct Service {
     /// Serialises key changes (admin calls and the scheduler) within this process.
     ops: tokio::sync::Mutex<()>,
     /// The scheduler lease among replicas sharing the store.
-    pub elector: lease::Elector,
+    pub(crate) elector: lease::Elector,
     reconciled: RwLock<Option<reconcile::Reconciliation>>,
 }
 
@@ -150,17 +147,17 @@ impl Service {
     }
 
     /// The current key view (an `Arc` snapshot).
-    pub fn view(&self) -> Arc<KeyView> {
+    pub(crate) fn view(&self) -> Arc<KeyView> {
         read(&self.view).clone()
     }
 
-    pub fn key_set(&self, name: &str) -> Result<&KeySetConfig, ServiceError> {
+    pub(crate) fn key_set(&self, name: &str) -> Result<&KeySetConfig, ServiceError> {
         self.config
             .key_set(name)
             .ok_or_else(|| ServiceError::KeySetNotFound(name.to_string()))
     }
 
-    pub fn backend_of(&self, set: &KeySetConfig) -> &Arc<BackendSlot> {
+    pub(crate) fn backend_of(&self, set: &KeySetConfig) -> &Arc<BackendSlot> {
         &self.backends[set.hsm]
     }
 

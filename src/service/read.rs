@@ -17,7 +17,7 @@ use crate::signing::{Profile, PublicKey};
 
 /// Unix seconds, shown as RFC 3339 (`2026-11-29T12:00:00Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rfc3339(pub i64);
+pub(crate) struct Rfc3339(pub i64);
 
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,46 +34,46 @@ impl Serialize for Rfc3339 {
 
 /// One entry of `GET /v1/key-sets`.
 #[derive(Debug, Clone, Serialize)]
-pub struct KeySetStatus {
-    pub name: String,
-    pub profile: &'static str,
+pub(crate) struct KeySetStatus {
+    pub(crate) name: String,
+    pub(crate) profile: &'static str,
     /// The RFC 9421 name for `http_message` key sets, the JOSE name otherwise.
-    pub alg: &'static str,
-    pub hsm: String,
-    pub issuer: String,
-    pub active_kid: Option<String>,
-    pub active_since: Option<Rfc3339>,
-    pub next_kid: Option<String>,
-    pub next_activate_at: Option<Rfc3339>,
-    pub keys: usize,
-    pub rotation_period: String,
-    pub min_publish: String,
-    pub retain: String,
-    pub max_lifetime: String,
+    pub(crate) alg: &'static str,
+    pub(crate) hsm: String,
+    pub(crate) issuer: String,
+    pub(crate) active_kid: Option<String>,
+    pub(crate) active_since: Option<Rfc3339>,
+    pub(crate) next_kid: Option<String>,
+    pub(crate) next_activate_at: Option<Rfc3339>,
+    pub(crate) keys: usize,
+    pub(crate) rotation_period: String,
+    pub(crate) min_publish: String,
+    pub(crate) retain: String,
+    pub(crate) max_lifetime: String,
 }
 
 /// One key with its state now: an entry of `GET /v1/key-sets/{set}/keys`.
 #[derive(Debug, Clone, Serialize)]
-pub struct KeyEntry {
-    pub kid: String,
-    pub state: &'static str,
-    pub published: bool,
-    pub alg: String,
-    pub origin: &'static str,
-    pub hsm: String,
+pub(crate) struct KeyEntry {
+    pub(crate) kid: String,
+    pub(crate) state: &'static str,
+    pub(crate) published: bool,
+    pub(crate) alg: String,
+    pub(crate) origin: &'static str,
+    pub(crate) hsm: String,
     /// `CKA_ID`, hex.
-    pub hsm_id: String,
-    pub created_at: Rfc3339,
-    pub activate_at: Rfc3339,
-    pub revoked_at: Option<Rfc3339>,
-    pub revoke_reason: Option<String>,
-    pub destroyed_at: Option<Rfc3339>,
+    pub(crate) hsm_id: String,
+    pub(crate) created_at: Rfc3339,
+    pub(crate) activate_at: Rfc3339,
+    pub(crate) revoked_at: Option<Rfc3339>,
+    pub(crate) revoke_reason: Option<String>,
+    pub(crate) destroyed_at: Option<Rfc3339>,
     /// The public JWK (`null` if the stored one does not parse).
-    pub jwk: Option<Map<String, Value>>,
+    pub(crate) jwk: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retired_until: Option<Rfc3339>,
+    pub(crate) retired_until: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expired_since: Option<Rfc3339>,
+    pub(crate) expired_since: Option<Rfc3339>,
 }
 
 impl KeyEntry {
@@ -108,83 +108,83 @@ impl KeyEntry {
 
 /// `GET /v1/key-sets/{set}/keys`: every key of one key set with its state now.
 #[derive(Debug, Clone, Serialize)]
-pub struct KeyListing {
-    pub key_set: String,
-    pub keys: Vec<KeyEntry>,
+pub(crate) struct KeyListing {
+    pub(crate) key_set: String,
+    pub(crate) keys: Vec<KeyEntry>,
 }
 
 /// A component of `/readyz`: `{"state": "up"}` or `{"state": "down", "reason": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
-pub enum ComponentState {
+pub(crate) enum ComponentState {
     Up,
     Down { reason: String },
 }
 
 /// A key set in `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeySetReadiness {
-    pub active_kid: Option<String>,
+pub(crate) struct KeySetReadiness {
+    pub(crate) active_kid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub(crate) reason: Option<&'static str>,
 }
 
 /// The scheduler lease in `/readyz` (informative, not a readiness condition).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SchedulerStatus {
-    pub leader: bool,
-    pub holder: Option<String>,
-    pub lease_expires_at: Option<i64>,
-    pub error: Option<String>,
+pub(crate) struct SchedulerStatus {
+    pub(crate) leader: bool,
+    pub(crate) holder: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) error: Option<String>,
 }
 
 /// `/readyz`: ready when the store answers, every backend is up and every key set has an active
 /// key.
 #[derive(Debug, Clone, Serialize)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// `ready` or `not_ready`.
-    pub status: &'static str,
-    pub store: ComponentState,
-    pub backends: BTreeMap<String, ComponentState>,
-    pub key_sets: BTreeMap<String, KeySetReadiness>,
-    pub scheduler: SchedulerStatus,
+    pub(crate) status: &'static str,
+    pub(crate) store: ComponentState,
+    pub(crate) backends: BTreeMap<String, ComponentState>,
+    pub(crate) key_sets: BTreeMap<String, KeySetReadiness>,
+    pub(crate) scheduler: SchedulerStatus,
     /// What the start-up reconciliation found (informative).
-    pub reconciliation: Option<Reconciliation>,
+    pub(crate) reconciliation: Option<Reconciliation>,
 }
 
 impl Readiness {
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.status == "ready"
     }
 }
 
 /// The gauges of `/metrics`, read at scrape time.
 #[derive(Debug, Clone)]
-pub struct Gauges {
-    pub backends: Vec<BackendGauge>,
-    pub key_sets: Vec<KeySetGauge>,
+pub(crate) struct Gauges {
+    pub(crate) backends: Vec<BackendGauge>,
+    pub(crate) key_sets: Vec<KeySetGauge>,
 }
 
 #[derive(Debug, Clone)]
-pub struct BackendGauge {
-    pub hsm: String,
-    pub up: bool,
-    pub sessions_in_use: usize,
-    pub sessions_idle: usize,
-    pub queue_depth: usize,
+pub(crate) struct BackendGauge {
+    pub(crate) hsm: String,
+    pub(crate) up: bool,
+    pub(crate) sessions_in_use: usize,
+    pub(crate) sessions_idle: usize,
+    pub(crate) queue_depth: usize,
 }
 
 #[derive(Debug, Clone)]
-pub struct KeySetGauge {
-    pub key_set: String,
+pub(crate) struct KeySetGauge {
+    pub(crate) key_set: String,
     /// Seconds until the next key activates (0 without one).
-    pub next_rotation_s: i64,
-    pub published_keys: usize,
+    pub(crate) next_rotation_s: i64,
+    pub(crate) published_keys: usize,
 }
 
 impl Service {
     /// `GET /v1/key-sets`.
-    pub fn key_sets(&self) -> Vec<KeySetStatus> {
+    pub(crate) fn key_sets(&self) -> Vec<KeySetStatus> {
         let now = self.now();
         let view = self.view();
         self.config
@@ -219,7 +219,7 @@ impl Service {
     }
 
     /// `GET /v1/key-sets/{set}/keys`: every key of `set` with its state now.
-    pub fn key_listing(&self, set: &str) -> Result<KeyListing, ServiceError> {
+    pub(crate) fn key_listing(&self, set: &str) -> Result<KeyListing, ServiceError> {
         let cfg = self.key_set(set)?;
         let now = self.now();
         let view = self.view();
@@ -248,7 +248,7 @@ impl Service {
     }
 
     /// `/readyz`: the store answers, every backend is up, every key set has an active key.
-    pub async fn readiness(&self) -> Readiness {
+    pub(crate) async fn readiness(&self) -> Readiness {
         let store = match self.store.ping().await {
             Ok(()) => ComponentState::Up,
             Err(e) => ComponentState::Down {
@@ -302,7 +302,7 @@ impl Service {
     }
 
     /// The gauges of `/metrics`, from the live state.
-    pub fn gauges(&self) -> Gauges {
+    pub(crate) fn gauges(&self) -> Gauges {
         let backends = self
             .backends
             .iter()

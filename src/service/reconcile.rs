@@ -31,35 +31,35 @@ use crate::keys::{KeyRecord, NewEvent};
 use crate::support::{Chain, read, write};
 
 /// Pending objects older than this (seconds) are destroyed: ten times the generation deadline.
-pub const PENDING_MAX_AGE: i64 = 600;
+pub(crate) const PENDING_MAX_AGE: i64 = 600;
 
 /// A token object no store row accounts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Orphan {
-    pub hsm: String,
-    pub key_set: Option<String>,
+pub(crate) struct Orphan {
+    pub(crate) hsm: String,
+    pub(crate) key_set: Option<String>,
     /// `CKA_ID`, hex.
-    pub hsm_id: String,
-    pub label: String,
+    pub(crate) hsm_id: String,
+    pub(crate) label: String,
 }
 
 /// A store row whose private object is gone from its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Missing {
-    pub hsm: String,
-    pub key_set: String,
-    pub kid: String,
+pub(crate) struct Missing {
+    pub(crate) hsm: String,
+    pub(crate) key_set: String,
+    pub(crate) kid: String,
 }
 
 /// What the last reconciliation found.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Reconciliation {
-    pub at: i64,
-    pub orphans: Vec<Orphan>,
-    pub missing: Vec<Missing>,
-    pub pending_destroyed: Vec<Orphan>,
+pub(crate) struct Reconciliation {
+    pub(crate) at: i64,
+    pub(crate) orphans: Vec<Orphan>,
+    pub(crate) missing: Vec<Missing>,
+    pub(crate) pending_destroyed: Vec<Orphan>,
     /// Backends that could not be listed, and why.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// The creation time a pending `CKA_ID` (`signet-pending-<unix s>-<pid>-<n>`) carries.
@@ -80,7 +80,7 @@ fn label_set(label: &str) -> Option<String> {
 
 impl Service {
     /// Compares every backend's private keys with the store rows; see the module docs.
-    pub async fn reconcile(&self) -> Reconciliation {
+    pub(crate) async fn reconcile(&self) -> Reconciliation {
         let now = self.now();
         let leader = self.elector.state().leader;
         let mut out = Reconciliation {
@@ -247,7 +247,7 @@ impl Service {
     }
 
     /// The last reconciliation, if one ran.
-    pub fn reconciliation(&self) -> Option<Reconciliation> {
+    pub(crate) fn reconciliation(&self) -> Option<Reconciliation> {
         read(&self.reconciled).clone()
     }
 }

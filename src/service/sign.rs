@@ -22,7 +22,8 @@
 //!   takes the header's `kid` and asks [`SetKeys::signer`] for it once the lifecycle rule allows it
 //!   (the active key, or the key a rotation superseded less than `activation_grace` ago; else 409
 //!   `kid_not_active`); `signing_input` returns the caller's bytes unchanged.
-//! - Vault Transit sign: `choose_key` picks by version (the key set's records in creation order);
+//! - Vault Transit sign: `choose_key` picks by version (the key set's records in creation order,
+//!   which `SetKeys` would hand out);
 //!   a `batch_input` is one [`Service::sign`] per item, so each item gets its own audit event and
 //!   metric; `finish` shapes raw or DER output.
 //! - `header_x5c = true`: the JWS operations build their header with `jws::protected_header`, the
@@ -35,7 +36,7 @@ use sha2::{Digest, Sha256};
 use super::view::KeyView;
 use super::{Service, ServiceError};
 use crate::config::{ClientConfig, KeySetConfig, Role};
-use crate::keys::{KeyRecord, NewEvent};
+use crate::keys::NewEvent;
 use crate::signing::{Profile, SignError, SigningKey};
 
 /// One way to sign: its policy check, its key choice, its signing input and its result. The
@@ -74,11 +75,6 @@ pub struct SetKeys<'a> {
 }
 
 impl SetKeys<'_> {
-    /// The key set's records, oldest first.
-    pub fn records(&self) -> &[KeyRecord] {
-        self.view.records(&self.set.name)
-    }
-
     /// The key that signs for the key set at `now`: 503 `no_active_key` when there is none.
     pub fn active(&self) -> Result<SigningKey, ServiceError> {
         let active = self

@@ -25,7 +25,7 @@ struct SetKeys {
 
 /// A snapshot of every key, rebuilt on each reload.
 #[derive(Debug, Default)]
-pub struct KeyView {
+pub(crate) struct KeyView {
     sets: HashMap<String, SetKeys>,
 }
 
@@ -50,7 +50,7 @@ impl KeyView {
     }
 
     /// The records of key set `set`, oldest first.
-    pub fn records(&self, set: &str) -> &[KeyRecord] {
+    pub(crate) fn records(&self, set: &str) -> &[KeyRecord] {
         self.sets
             .get(set)
             .map(|s| s.records.as_slice())
@@ -101,7 +101,7 @@ pub struct Jwks {
     identity: Vec<String>,
     pub body: String,
     /// Strong ETag (quoted).
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// The last JWKS per scope (one key set, or all: `None`).

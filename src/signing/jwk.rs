@@ -13,18 +13,10 @@ pub enum Curve {
 }
 
 impl Curve {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::P256 => "P-256",
             Self::P384 => "P-384",
-        }
-    }
-
-    /// Byte length of one coordinate.
-    pub fn coordinate_len(self) -> usize {
-        match self {
-            Self::P256 => 32,
-            Self::P384 => 48,
         }
     }
 }
@@ -53,7 +45,7 @@ pub struct JwkError(pub &'static str);
 
 impl PublicKey {
     /// The key's public members in RFC 7638 order (lexicographic), without `kid`, `alg`, `use`.
-    pub fn jwk_members(&self) -> Map<String, Value> {
+    pub(crate) fn jwk_members(&self) -> Map<String, Value> {
         let v = match self {
             Self::Ec { curve, x, y } => {
                 json!({"crv": curve.name(), "kty": "EC", "x": B64.encode(x), "y": B64.encode(y)})
@@ -86,7 +78,7 @@ impl PublicKey {
     }
 
     /// Reads the public members of a JWK (private members, if any, are ignored).
-    pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
+    pub(crate) fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
         let field = |name: &'static str| -> Result<Vec<u8>, JwkError> {
             jwk.get(name)
                 .and_then(Value::as_str)

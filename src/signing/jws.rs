@@ -16,7 +16,10 @@ use super::{Algorithm, KeyError, PublicKey, SigningKey};
 
 /// The protected header of a JWS signed by `key`: `alg` and `kid` from the key, then `members`
 /// (which a profile has checked; an `alg` or `kid` among them is ignored).
-pub fn protected_header(key: &SigningKey, members: Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn protected_header(
+    key: &SigningKey,
+    members: Map<String, Value>,
+) -> Map<String, Value> {
     let mut header = Map::new();
     header.insert("alg".into(), Value::String(key.alg().jose_name().into()));
     header.insert("kid".into(), Value::String(key.kid().into()));
@@ -29,7 +32,7 @@ pub fn protected_header(key: &SigningKey, members: Map<String, Value>) -> Map<St
 }
 
 /// The JWS signing input: `BASE64URL(header JSON) "." BASE64URL(payload)`.
-pub fn signing_input(header: Map<String, Value>, payload: &[u8]) -> String {
+pub(crate) fn signing_input(header: Map<String, Value>, payload: &[u8]) -> String {
     let header = Value::Object(header).to_string();
     format!(
         "{}.{}",
@@ -39,12 +42,12 @@ pub fn signing_input(header: Map<String, Value>, payload: &[u8]) -> String {
 }
 
 /// The compact serialisation: the signing input, a dot, the signature in base64url.
-pub fn compact(signing_input: &str, signature: &[u8]) -> String {
+pub(crate) fn compact(signing_input: &str, signature: &[u8]) -> String {
     format!("{signing_input}.{}", B64URL.encode(signature))
 }
 
 /// RFC 7515 Appendix F: the compact JWS with its payload part emptied.
-pub fn detach(compact: &str) -> String {
+pub(crate) fn detach(compact: &str) -> String {
     let mut parts = compact.splitn(3, '.');
     let (h, _, s) = (parts.next(), parts.next(), parts.next());
     format!("{}..{}", h.unwrap_or_default(), s.unwrap_or_default())

@@ -5,8 +5,8 @@
 
 mod alg;
 pub mod http_sig;
-pub mod jwk;
-pub mod jws;
+pub(crate) mod jwk;
+pub(crate) mod jws;
 mod profile;
 pub mod software;
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub use alg::{Algorithm, KeyKind};
 pub use jwk::PublicKey;
-pub use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
+pub(crate) use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
 
 /// The one capability a key offers this layer: sign a message with its algorithm's full procedure
 /// (hashing included). Blocking; callers run it off the async executor.
@@ -25,7 +25,7 @@ pub trait Sign: Send + Sync + fmt::Debug {
 
 /// A lower layer's error, kept as the `source` of a [`SignError`] without this layer naming it
 /// (the HSM error travels this way).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a signature could not be made. The cause, where there is one, is the `source`.
 #[derive(Debug, thiserror::Error)]

@@ -21,16 +21,16 @@ pub enum Profile {
 /// How long a signature may live and how far its start may be from now (a key set's
 /// `max_lifetime` and `clock_skew`, in seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimePolicy {
-    pub max_lifetime_s: i64,
-    pub clock_skew_s: i64,
+pub(crate) struct TimePolicy {
+    pub(crate) max_lifetime_s: i64,
+    pub(crate) clock_skew_s: i64,
 }
 
 /// The rules a JWT profile is checked against, from the key set's configuration.
 #[derive(Debug, Clone)]
-pub struct ClaimPolicy<'a> {
-    pub issuer: &'a str,
-    pub times: TimePolicy,
+pub(crate) struct ClaimPolicy<'a> {
+    pub(crate) issuer: &'a str,
+    pub(crate) times: TimePolicy,
 }
 
 /// Which pair of members a time rule checks.
@@ -94,7 +94,7 @@ impl TimePolicy {
     /// within the clock skew of `now`; the lifetime from the start (or from now, without one) to
     /// the expiry may not exceed `max_lifetime`. An expiry that is not after the start is left to
     /// the caller: a JWT's `claim_invalid`, RFC 9421's `expires_not_after_created`.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         members: TimeMembers,
         start: Option<i64>,
@@ -125,7 +125,7 @@ impl TimePolicy {
 }
 
 impl PolicyError {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::ClaimMissing(_) => "claim_missing",
             Self::ClaimInvalid(..) => "claim_invalid",
@@ -155,7 +155,7 @@ const FORBIDDEN_HEADER: &[&str] = &[
 const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 impl Profile {
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "id_token" => Self::IdToken,
             "access_token" => Self::AccessToken,
@@ -168,7 +168,7 @@ impl Profile {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::IdToken => "id_token",
             Self::AccessToken => "access_token",
@@ -181,7 +181,7 @@ impl Profile {
     }
 
     /// The `typ` this profile signs with, if it fixes one.
-    pub fn typ(self) -> Option<&'static str> {
+    pub(crate) fn typ(self) -> Option<&'static str> {
         match self {
             Self::AccessToken => Some("at+jwt"),
             Self::Introspection => Some("token-introspection+jwt"),
@@ -192,7 +192,7 @@ impl Profile {
     }
 
     /// Whether `sign/jwt` applies (every JWT profile, and `generic`).
-    pub fn signs_jwt(self) -> bool {
+    pub(crate) fn signs_jwt(self) -> bool {
         self != Self::HttpMessage
     }
 
@@ -209,7 +209,10 @@ impl Profile {
 
     /// Checks the caller's header members and returns the protected header Signet will sign with
     /// (without `alg` and `kid`, which the signer adds).
-    pub fn header(self, caller: &Map<String, Value>) -> Result<Map<String, Value>, PolicyError> {
+    pub(crate) fn header(
+        self,
+        caller: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, PolicyError> {
         let mut out = Map::new();
         for (name, value) in caller {
             if FORBIDDEN_HEADER.contains(&name.as_str()) {
@@ -238,7 +241,7 @@ impl Profile {
     }
 
     /// Checks the claims of a JWT against this profile at time `now` (unix seconds).
-    pub fn check_claims(
+    pub(crate) fn check_claims(
         self,
         claims: &Map<String, Value>,
         policy: &ClaimPolicy<'_>,

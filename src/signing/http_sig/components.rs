@@ -51,20 +51,20 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Component {
     /// The identifier as an sf-string item with parameters, order preserved.
-    pub item: Item,
+    pub(crate) item: Item,
     /// The component name (a field name is lower-case).
-    pub name: String,
-    pub kind: Kind,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
     /// `req`: take the component from the related request.
-    pub req: bool,
+    pub(crate) req: bool,
     /// `sf`: strict structured-field re-serialization.
-    pub sf: bool,
+    pub(crate) sf: bool,
     /// `bs`: each field line as a byte sequence.
-    pub bs: bool,
+    pub(crate) bs: bool,
     /// `key`: one member of a dictionary field.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// `name`: the parameter of `@query-param`.
-    pub query_name: Option<String>,
+    pub(crate) query_name: Option<String>,
 }
 
 impl Component {

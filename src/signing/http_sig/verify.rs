@@ -17,13 +17,13 @@ use super::message::HttpMessage;
 /// own clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    pub label: String,
+    pub(crate) label: String,
     pub keyid: Option<String>,
-    pub created: Option<i64>,
-    pub expires: Option<i64>,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
     pub tag: Option<String>,
     /// The covered component identifiers, serialized as in the base: `"@method";req`.
-    pub covered: Vec<String>,
+    pub(crate) covered: Vec<String>,
 }
 
 /// Verifies one signature of `message` (with `request` for `;req` components).
@@ -38,7 +38,7 @@ pub struct Verified {
 /// `label_not_found` / `ambiguous_label` when no one signature is chosen, any component error
 /// while rebuilding the base, `content_digest_mismatch`, and `signature_invalid` when `verify`
 /// returns false.
-pub fn verify_message(
+pub(crate) fn verify_message(
     message: &HttpMessage,
     request: Option<&HttpMessage>,
     signature_input: &str,
