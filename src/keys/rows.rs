@@ -1,11 +1,11 @@
-//! Row mapping for the store: one place that turns a `keys`, `audit`, `audit_head` or `leases`
-//! row into its record, whatever the database.
+//! Row mapping for the store: one place that turns a `keys` or `audit` row into its record,
+//! whatever the database.
 
 use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::audit::AuditEvent;
-use super::{KeyRecord, Lease, Origin, StoreError};
+use super::{KeyRecord, Origin, StoreError};
 
 /// `T` can be read from a column of `R`'s database.
 pub(super) trait Column<'r, R: Row>: Decode<'r, R::Database> + Type<R::Database> {}
@@ -61,29 +61,5 @@ where
         detail: row.try_get("detail")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
-    })
-}
-
-/// The `seq` and `hash` of the `audit_head` row.
-pub(super) fn head<'r, R>(row: &'r R) -> Result<(i64, String), StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Column<'r, R>,
-    i64: Column<'r, R>,
-{
-    Ok((row.try_get("seq")?, row.try_get("hash")?))
-}
-
-pub(super) fn lease<'r, R>(row: &'r R) -> Result<Lease, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Column<'r, R>,
-    i64: Column<'r, R>,
-{
-    Ok(Lease {
-        holder: row.try_get("holder")?,
-        expires_at: row.try_get("expires_at")?,
     })
 }

@@ -20,12 +20,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::audit::{AuditEvent, GENESIS, NewEvent};
-use super::rows::{event, head, lease, record};
+use super::rows::{event, record};
 use super::{KeyChange, KeyRecord, Lease, Store, StoreError};
 
 /// What differs between the databases in how transactions are opened.
@@ -193,7 +193,7 @@ where
         let Some(other) = other else {
             return Ok(());
         };
-        let other: String = sqlx::Row::try_get(&other, "kid")?;
+        let other: String = other.try_get("kid")?;
         Err(StoreError::Conflict(format!(
             "key set {} already has a next key ({other}) activating after {}; key {} was not added",
             key.key_set, key.created_at, key.kid
@@ -205,9 +205,8 @@ where
         if events.is_empty() {
             return Ok(());
         }
-        let current = sqlx::query(HEAD).fetch_optional(&mut *self.tx).await?;
-        let (mut seq, mut prev) = match current.as_ref().map(head).transpose()? {
-            Some(head) => head,
+        let (mut seq, mut prev) = match sqlx::query(HEAD).fetch_optional(&mut *self.tx).await? {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
             None => (0, GENESIS.to_string()),
         };
         for ev in events {
@@ -314,12 +313,14 @@ where
         let rows = sqlx::query("SELECT * FROM audit ORDER BY seq")
             .fetch_all(&mut *tx)
             .await?;
-        let current = sqlx::query(HEAD).fetch_optional(&mut *tx).await?;
+        let head = match sqlx::query(HEAD).fetch_optional(&mut *tx).await? {
+            Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
+            None => None,
+        };
         tx.commit().await?;
         let events = rows.iter().map(event).collect::<Result<_, _>>()?;
         // Seq 0 (PostgreSQL's head row before the first event) is an empty trail, as no row is.
-        let current = current.as_ref().map(head).transpose()?;
-        Ok((events, current.filter(|(seq, _)| *seq > 0)))
+        Ok((events, head.filter(|(seq, _)| *seq > 0)))
     }
 
     async fn lease(
@@ -352,7 +353,10 @@ where
                     .await?
             }
         };
-        let lease = lease(&row)?;
+        let lease = Lease {
+            holder: row.try_get("holder")?,
+            expires_at: row.try_get("expires_at")?,
+        };
         w.commit().await?;
         Ok(lease)
     }
