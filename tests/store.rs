@@ -7,43 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use signet::keys::audit::{GENESIS, verify};
-use signet::keys::{KeyChange, KeyRecord, Lease, NewEvent, Origin, Store, StoreError, open_store};
+use signet::keys::{KeyRecord, Lease, NewEvent, Origin, Store, StoreError};
 
-use common::postgres::Postgres;
-
-/// The database a test runs against.
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Postgres { url: String, _server: Arc<Postgres> },
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        Db::Sqlite(tempfile::tempdir().expect("tempdir"))
-    }
-
-    fn postgres(name: &str) -> Db {
-        let server = Postgres::shared();
-        Db::Postgres {
-            url: server.database(name),
-            _server: server,
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite(dir) => format!("sqlite://{}/signet.db", dir.path().display()),
-            Db::Postgres { url, .. } => url.clone(),
-        }
-    }
-
-    /// Opens (and migrates) a store on this database, as the service does from `[store] url`.
-    async fn open(&self) -> Arc<dyn Store> {
-        open_store(&self.url()).await.expect("open the store")
-    }
-}
+use common::store::*;
 
 /// Runs each listed test function once on SQLite and once on PostgreSQL.
 macro_rules! on_both {
@@ -78,48 +46,6 @@ on_both!(
     concurrent_writers_leave_one_chain_and_one_next_key,
     reopening_migrates_again_harmlessly,
 );
-
-fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
-    KeyRecord {
-        key_set: key_set.into(),
-        kid: kid.into(),
-        alg: "ES256".into(),
-        hsm: "primary".into(),
-        hsm_id: kid.as_bytes().to_vec(),
-        public_jwk: Map::new(),
-        origin: Origin::Generated,
-        created_at,
-        activate_at,
-        revoked_at: None,
-        revoke_reason: None,
-        destroyed_at: None,
-    }
-}
-
-fn insert(k: &KeyRecord) -> KeyChange {
-    KeyChange::Insert(k.clone())
-}
-
-fn revoke(key_set: &str, kid: &str, at: i64) -> KeyChange {
-    KeyChange::Revoke {
-        key_set: key_set.into(),
-        kid: kid.into(),
-        at,
-        reason: "test".into(),
-    }
-}
-
-fn event(at: i64, action: &str, key_set: &str, kid: &str) -> NewEvent {
-    NewEvent::new(at, "test", action).key(key_set, kid)
-}
-
-#[track_caller]
-fn assert_conflict(result: Result<(), StoreError>, says: &str) {
-    match result {
-        Err(StoreError::Conflict(m)) => assert!(m.contains(says), "{m}"),
-        other => panic!("expected a conflict saying `{says}`, got {other:?}"),
-    }
-}
 
 async fn keys_round_trip_every_column(db: Db) {
     let store = db.open().await;
@@ -169,14 +95,13 @@ async fn a_duplicate_kid_conflicts_and_leaves_nothing_behind(db: Db) {
     let mut again = k.clone();
     again.alg = "EdDSA".into();
     assert_conflict(
-        store.apply(&[insert(&again)], &[ev.clone()]).await,
+        store
+            .apply(&[insert(&again)], std::slice::from_ref(&ev))
+            .await,
         "already exists",
     );
     // The same kid in another key set is another key.
-    store
-        .apply(&[insert(&key("other", "kid-1", 10, 10))], &[])
-        .await
-        .unwrap();
+    add(&store, key("other", "kid-1", 10, 10)).await.unwrap();
     // A transaction whose last change fails leaves none of its changes and events behind.
     let fresh = key("set", "kid-2", 20, 20);
     let result = store
@@ -193,21 +118,11 @@ async fn a_duplicate_kid_conflicts_and_leaves_nothing_behind(db: Db) {
 async fn updates_need_a_live_key(db: Db) {
     let store = db.open().await;
     let k = key("set", "k", 10, 10);
-    store.apply(&[insert(&k)], &[]).await.unwrap();
-    let activate = |kid: &str, at| KeyChange::Activate {
-        key_set: "set".into(),
-        kid: kid.into(),
-        at,
-    };
-    let destroyed = |kid: &str, at| KeyChange::Destroyed {
-        key_set: "set".into(),
-        kid: kid.into(),
-        at,
-    };
+    add(&store, k.clone()).await.unwrap();
     for unknown in [
-        activate("nope", 1),
+        activate("set", "nope", 1),
         revoke("set", "nope", 1),
-        destroyed("nope", 1),
+        destroyed("set", "nope", 1),
     ] {
         assert_conflict(store.apply(&[unknown], &[]).await, "unknown");
     }
@@ -217,16 +132,22 @@ async fn updates_need_a_live_key(db: Db) {
         "unknown",
     );
 
-    store.apply(&[activate("k", 20)], &[]).await.unwrap();
+    store.apply(&[activate("set", "k", 20)], &[]).await.unwrap();
     store.apply(&[revoke("set", "k", 30)], &[]).await.unwrap();
     assert_conflict(
         store.apply(&[revoke("set", "k", 31)], &[]).await,
         "already revoked",
     );
-    assert_conflict(store.apply(&[activate("k", 40)], &[]).await, "revoked");
-    store.apply(&[destroyed("k", 50)], &[]).await.unwrap();
     assert_conflict(
-        store.apply(&[destroyed("k", 51)], &[]).await,
+        store.apply(&[activate("set", "k", 40)], &[]).await,
+        "revoked",
+    );
+    store
+        .apply(&[destroyed("set", "k", 50)], &[])
+        .await
+        .unwrap();
+    assert_conflict(
+        store.apply(&[destroyed("set", "k", 51)], &[]).await,
         "already destroyed",
     );
     let expected = KeyRecord {
@@ -241,21 +162,12 @@ async fn updates_need_a_live_key(db: Db) {
 
 async fn one_next_key_guard(db: Db) {
     let store = db.open().await;
-    store
-        .apply(&[insert(&key("set", "active", 10, 10))], &[])
-        .await
-        .unwrap();
-    store
-        .apply(&[insert(&key("set", "next", 10, 100))], &[])
-        .await
-        .unwrap();
+    add(&store, key("set", "active", 10, 10)).await.unwrap();
+    add(&store, key("set", "next", 10, 100)).await.unwrap();
     // A second next key, in this key set only.
-    let second = store
-        .apply(&[insert(&key("set", "other", 20, 110))], &[])
-        .await;
+    let second = add(&store, key("set", "other", 20, 110)).await;
     assert_conflict(second, "already has a next key (next)");
-    store
-        .apply(&[insert(&key("elsewhere", "other", 20, 110))], &[])
+    add(&store, key("elsewhere", "other", 20, 110))
         .await
         .unwrap();
     // Import: a key that replaces the next key, revoked in the same transaction, passes.
@@ -270,28 +182,31 @@ async fn one_next_key_guard(db: Db) {
         Err(StoreError::Conflict(_))
     ));
     // A destroyed key is not live either.
-    store
-        .apply(
-            &[KeyChange::Destroyed {
-                key_set: "set".into(),
-                kid: "imported".into(),
-                at: 30,
-            }],
-            &[],
-        )
-        .await
-        .unwrap();
-    store
-        .apply(&[insert(&key("set", "after-destroy", 30, 120))], &[])
+    let destroy = [destroyed("set", "imported", 30)];
+    store.apply(&destroy, &[]).await.unwrap();
+    add(&store, key("set", "after-destroy", 30, 120))
         .await
         .unwrap();
     // Once the next key is active, the following one may be added.
-    store
-        .apply(&[insert(&key("set", "following", 120, 200))], &[])
+    add(&store, key("set", "following", 120, 200))
         .await
         .unwrap();
     let kids: Vec<_> = store.keys().await.unwrap();
-    assert_eq!(kids.len(), 6, "{kids:?}");
+    let kids: Vec<_> = kids
+        .iter()
+        .map(|k| (k.key_set.as_str(), k.kid.as_str()))
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            ("elsewhere", "other"),
+            ("set", "active"),
+            ("set", "imported"),
+            ("set", "next"),
+            ("set", "after-destroy"),
+            ("set", "following"),
+        ]
+    );
 }
 
 async fn audit_chain_and_head(db: Db) {
@@ -338,10 +253,7 @@ async fn audit_chain_and_head(db: Db) {
     let e = &events[1];
     assert_eq!((e.key_set.as_ref(), e.kid.as_ref()), (None, None));
     // An apply without events leaves the chain as it is.
-    store
-        .apply(&[insert(&key("set", "a", 1, 1))], &[])
-        .await
-        .unwrap();
+    add(&store, key("set", "a", 1, 1)).await.unwrap();
     assert_eq!(store.audit_all().await.unwrap(), (events, head));
 }
 
@@ -380,48 +292,30 @@ async fn audit_after_pages_and_last_event(db: Db) {
     assert_eq!(store.last_event("other", "revoked").await.unwrap(), None);
 }
 
+/// Asks for lease `name` for `holder` at `now`, for 3 seconds; returns who holds it, until when.
+async fn lease(store: &Arc<dyn Store>, name: &str, holder: &str, now: i64) -> (String, i64) {
+    let Lease { holder, expires_at } = store.lease(name, holder, now, 3).await.unwrap();
+    (holder, expires_at)
+}
+
 async fn lease_take_renew_expire_release(db: Db) {
     let (a, b) = (db.open().await, db.open().await);
-    let held = |holder: &str, expires_at| Lease {
-        holder: holder.into(),
-        expires_at,
-    };
+    let held = |holder: &str, expires_at| (holder.to_string(), expires_at);
     // Free: taken. Held and unexpired: refused, the holder is reported.
-    assert_eq!(
-        a.lease("scheduler", "a", 100, 3).await.unwrap(),
-        held("a", 103)
-    );
-    assert_eq!(
-        b.lease("scheduler", "b", 102, 3).await.unwrap(),
-        held("a", 103)
-    );
-    // Renewed by its holder, even from another store.
-    assert_eq!(
-        b.lease("scheduler", "a", 102, 3).await.unwrap(),
-        held("a", 105)
-    );
-    // Another lease name is another lease.
-    assert_eq!(b.lease("other", "b", 102, 3).await.unwrap(), held("b", 105));
+    assert_eq!(lease(&a, "scheduler", "a", 100).await, held("a", 103));
+    assert_eq!(lease(&b, "scheduler", "b", 102).await, held("a", 103));
+    // Renewed by its holder, even through another store.
+    assert_eq!(lease(&b, "scheduler", "a", 102).await, held("a", 105));
+    // Another name is another lease.
+    assert_eq!(lease(&b, "other", "b", 102).await, held("b", 105));
     // Expired (at its expiry time): taken over.
-    assert_eq!(
-        b.lease("scheduler", "b", 105, 3).await.unwrap(),
-        held("b", 108)
-    );
-    assert_eq!(
-        a.lease("scheduler", "a", 106, 3).await.unwrap(),
-        held("b", 108)
-    );
+    assert_eq!(lease(&b, "scheduler", "b", 105).await, held("b", 108));
+    assert_eq!(lease(&a, "scheduler", "a", 106).await, held("b", 108));
     // Released only by its holder.
     b.release("scheduler", "a").await.unwrap();
-    assert_eq!(
-        a.lease("scheduler", "a", 106, 3).await.unwrap(),
-        held("b", 108)
-    );
+    assert_eq!(lease(&a, "scheduler", "a", 106).await, held("b", 108));
     b.release("scheduler", "b").await.unwrap();
-    assert_eq!(
-        a.lease("scheduler", "a", 106, 3).await.unwrap(),
-        held("a", 109)
-    );
+    assert_eq!(lease(&a, "scheduler", "a", 106).await, held("a", 109));
     // Releasing a lease nobody holds is harmless.
     a.release("nobody", "a").await.unwrap();
 }
@@ -444,8 +338,7 @@ async fn concurrent_writers_leave_one_chain_and_one_next_key(db: Db) {
 
     // Eight writers race to add a next key: one wins, the others conflict and leave neither a
     // row nor an event.
-    stores[0]
-        .apply(&[insert(&key("set", "active", 900, 900))], &[])
+    add(&stores[0], key("set", "active", 900, 900))
         .await
         .unwrap();
     let mut tasks = Vec::new();
