@@ -7,6 +7,7 @@ pub mod audit;
 pub mod lifecycle;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 mod store;
 

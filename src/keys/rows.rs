@@ -1,5 +1,5 @@
-//! Row mapping shared by the SQLite and PostgreSQL stores: one place that turns a `keys` or
-//! `audit` row into its record, whatever the database.
+//! Row mapping for the store: one place that turns a `keys` or `audit` row into its record,
+//! whatever the database.
 
 use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};

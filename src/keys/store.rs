@@ -91,14 +91,6 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
-/// The message of the one-next-key guard's conflict.
-pub(super) fn next_key_conflict(key: &KeyRecord, other: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "key set {} already has a next key ({other}) activating after {}; key {} was not added",
-        key.key_set, key.created_at, key.kid
-    ))
-}
-
 /// Opens (creating if needed) and migrates the store named by `url`.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {

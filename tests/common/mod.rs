@@ -4,6 +4,7 @@
 
 pub mod local;
 pub mod postgres;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, Weak};
 
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -150,6 +151,38 @@ impl Postgres {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// One server for the tests of this process that run at the same time: the first one starts
+    /// it, and it stops when the last handle is dropped. Give each test its own [`database`].
+    ///
+    /// [`database`]: Postgres::database
+    pub fn shared() -> Arc<Postgres> {
+        static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pg) = shared.upgrade() {
+            return pg;
+        }
+        let pg = Arc::new(Postgres::start());
+        *shared = Arc::downgrade(&pg);
+        pg
+    }
+
+    /// Creates the empty database `name` (letters, digits, `_`) and returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
+        );
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
 
