@@ -45,7 +45,7 @@ pub struct JwkError(pub &'static str);
 
 impl PublicKey {
     /// The key's public members in RFC 7638 order (lexicographic), without `kid`, `alg`, `use`.
-    pub(crate) fn jwk_members(&self) -> Map<String, Value> {
+    pub fn jwk_members(&self) -> Map<String, Value> {
         let v = match self {
             Self::Ec { curve, x, y } => {
                 json!({"crv": curve.name(), "kty": "EC", "x": B64.encode(x), "y": B64.encode(y)})
