@@ -464,6 +464,8 @@ async fn http_message(main: &Local, reached: &mut Reached) {
         m
     };
     let other_digest = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
+    // The request with one covered component.
+    let on_req = |covered: &str, code| (json!({"message": req, "covered": [covered]}), code);
     let cases: Vec<(Value, &str)> = vec![
         (json!({"message": req}), "invalid_request"),
         (
@@ -482,46 +484,22 @@ async fn http_message(main: &Local, reached: &mut Reached) {
             json!({"message": req, "covered": [], "created": now, "expires": now}),
             "expires_not_after_created",
         ),
-        (
-            json!({"message": req, "covered": ["@method;;"]}),
-            "bad_component",
-        ),
+        on_req("@method;;", "bad_component"),
         (
             json!({"message": req, "covered": ["@method", "\"@method\""]}),
             "duplicate_component",
         ),
-        (
-            json!({"message": req, "covered": ["@body"]}),
-            "unknown_derived_component",
-        ),
-        (
-            json!({"message": req, "covered": ["@signature-params"]}),
-            "signature_params_covered",
-        ),
-        (
-            json!({"message": req, "covered": ["@method;foo"]}),
-            "unknown_component_parameter",
-        ),
-        (
-            json!({"message": req, "covered": ["date;bs;sf"]}),
-            "invalid_component_parameter",
-        ),
-        (
-            json!({"message": req, "covered": ["expires;tr"]}),
-            "trailers_unsupported",
-        ),
-        (
-            json!({"message": req, "covered": ["@status"]}),
-            "component_not_applicable",
-        ),
+        on_req("@body", "unknown_derived_component"),
+        on_req("@signature-params", "signature_params_covered"),
+        on_req("@method;foo", "unknown_component_parameter"),
+        on_req("date;bs;sf", "invalid_component_parameter"),
+        on_req("expires;tr", "trailers_unsupported"),
+        on_req("@status", "component_not_applicable"),
         (
             json!({"message": {"status": 200}, "covered": ["@status", "@method;req"]}),
             "request_required",
         ),
-        (
-            json!({"message": req, "covered": ["dpop"]}),
-            "missing_field",
-        ),
+        on_req("dpop", "missing_field"),
         (
             json!({"message": {"target_uri": "https://e.com/"}, "covered": ["@method"]}),
             "missing_message_part",
@@ -538,10 +516,7 @@ async fn http_message(main: &Local, reached: &mut Reached) {
             json!({"message": with_header("X-Name", "Zo\u{eb}"), "covered": ["x-name"]}),
             "non_ascii_value",
         ),
-        (
-            json!({"message": req, "covered": ["@query-param;name=\"p\""]}),
-            "missing_query_param",
-        ),
+        on_req("@query-param;name=\"p\"", "missing_query_param"),
         (
             json!({"message": {"target_uri": "https://e.com/?p=1&p=2"}, "covered": ["@query-param;name=\"p\""]}),
             "ambiguous_query_param",
@@ -619,30 +594,6 @@ async fn http_message(main: &Local, reached: &mut Reached) {
     }
 }
 
-/// Runs `pkcs11-tool --keypairgen` on this process's token.
-fn keypair(id: &str, label: &str, kind: &str, protect: bool) {
-    let mut args = vec![
-        "--keypairgen",
-        "--key-type",
-        kind,
-        "--id",
-        id,
-        "--label",
-        label,
-    ];
-    args.extend(if protect {
-        ["--sensitive", "--private"]
-    } else {
-        ["--private", "--extractable"]
-    });
-    let out = process_token().pkcs11_tool(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn active_and_next(local: &Local, set: &str) -> (String, String) {
     let records = local.service.records(set);
     let now = local.service.now();
@@ -656,95 +607,83 @@ async fn admin(main: &Local, reached: &mut Reached) {
     let a = Some(ADMIN_TOKEN);
     let (id_active, _) = active_and_next(main, "id");
     let (_, at_next) = active_and_next(main, "at");
-    keypair("c0ffee02", "careless", "EC:prime256v1", false);
-    keypair("c0ffee03", "wrong-type", "rsa:2048", true);
+    process_token().keypair("c0ffee02", "careless", "EC:prime256v1", false);
+    process_token().keypair("c0ffee03", "wrong-type", "rsa:2048", true);
     let revoke = |set: &str, kid: &str| format!("/v1/key-sets/{set}/keys/{kid}/revoke");
-    let cases: Vec<(&str, Method, String, Option<Value>, &str)> = vec![
+    let checks = [
         (
             "unknown kid",
-            Method::POST,
             revoke("id", "nope"),
-            Some(json!({"reason": "x"})),
+            json!({"reason": "x"}),
             "key_not_found",
         ),
         (
             "no reason",
-            Method::POST,
             revoke("id", &id_active),
-            Some(json!({"reason": " "})),
+            json!({"reason": " "}),
             "reason_required",
         ),
-        (
-            "in the past",
-            Method::POST,
-            "/v1/key-sets/id/rotate".into(),
-            Some(json!({"activate_at": "2000-01-01T00:00:00Z"})),
-            "activate_at_in_past",
-        ),
-        (
-            "not a time",
-            Method::POST,
-            "/v1/key-sets/id/rotate".into(),
-            Some(json!({"activate_at": "soon"})),
-            "invalid_time",
-        ),
-        (
-            "next key too young",
-            Method::POST,
-            "/v1/key-sets/id/rotate".into(),
-            None,
-            "min_publish_not_met",
-        ),
-        (
-            "bad id",
-            Method::POST,
-            "/v1/key-sets/id/keys/import".into(),
-            Some(json!({"id": "zz"})),
-            "invalid_id",
-        ),
+    ];
+    for (what, path, body, code) in checks {
+        reached.check(what, main.send(post(&path, a, &body)).await, code);
+    }
+    let rotate = "/v1/key-sets/id/rotate";
+    let past = json!({"activate_at": "2000-01-01T00:00:00Z"});
+    reached.check(
+        "in the past",
+        main.send(post(rotate, a, &past)).await,
+        "activate_at_in_past",
+    );
+    let soon = json!({"activate_at": "soon"});
+    reached.check(
+        "not a time",
+        main.send(post(rotate, a, &soon)).await,
+        "invalid_time",
+    );
+    let now = request(Method::POST, rotate, a, None);
+    reached.check(
+        "next key too young",
+        main.send(now).await,
+        "min_publish_not_met",
+    );
+    let imports = [
+        ("bad id", json!({"id": "zz"}), "invalid_id"),
         (
             "no such pair",
-            Method::POST,
-            "/v1/key-sets/id/keys/import".into(),
-            Some(json!({"id": "deadbeef"})),
+            json!({"id": "deadbeef"}),
             "hsm_key_not_found",
         ),
         (
             "extractable",
-            Method::POST,
-            "/v1/key-sets/id/keys/import".into(),
-            Some(json!({"id": "c0ffee02"})),
+            json!({"id": "c0ffee02"}),
             "key_not_protected",
         ),
         (
             "RSA for ES256",
-            Method::POST,
-            "/v1/key-sets/id/keys/import".into(),
-            Some(json!({"label": "wrong-type"})),
+            json!({"label": "wrong-type"}),
             "key_type_mismatch",
         ),
         (
             "already managed",
-            Method::POST,
-            "/v1/key-sets/id/keys/import".into(),
-            Some(json!({"id": hex::encode(&id_active)})),
+            json!({"id": hex::encode(&id_active)}),
             "key_exists",
         ),
-        (
-            "destroy the active key",
-            Method::DELETE,
-            format!("/v1/key-sets/id/keys/{id_active}"),
-            None,
-            "key_in_use",
-        ),
     ];
-    for (what, method, path, body, code) in cases {
-        reached.check(
-            what,
-            main.send(request(method, &path, a, body.as_ref())).await,
-            code,
-        );
+    for (what, body, code) in imports {
+        let import = post("/v1/key-sets/id/keys/import", a, &body);
+        reached.check(what, main.send(import).await, code);
     }
+    let destroy = request(
+        Method::DELETE,
+        &format!("/v1/key-sets/id/keys/{id_active}"),
+        a,
+        None,
+    );
+    reached.check(
+        "destroy the active key",
+        main.send(destroy).await,
+        "key_in_use",
+    );
     // Revoke and destroy twice.
     let (status, out) = main
         .post(&revoke("at", &at_next), a, &json!({"reason": "test"}))

@@ -219,31 +219,9 @@ async fn a_ceremony_key_made_with_pkcs11_tool_is_imported_published_and_signs() 
     let generated_next = kids(&get_json(&signet, "/v1/key-sets/id/jwks").await)[1].clone();
     let token = process_token();
 
-    let keygen = |id: &str, label: &str, kind: &str, protect: bool| {
-        let mut args = vec![
-            "--keypairgen",
-            "--key-type",
-            kind,
-            "--id",
-            id,
-            "--label",
-            label,
-        ];
-        args.extend(if protect {
-            ["--sensitive", "--private"]
-        } else {
-            ["--private", "--extractable"]
-        });
-        let out = token.pkcs11_tool(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    keygen("c0ffee01", "ceremony-2026", "EC:prime256v1", true);
-    keygen("c0ffee02", "careless", "EC:prime256v1", false);
-    keygen("c0ffee03", "wrong-type", "rsa:2048", true);
+    token.keypair("c0ffee01", "ceremony-2026", "EC:prime256v1", true);
+    token.keypair("c0ffee02", "careless", "EC:prime256v1", false);
+    token.keypair("c0ffee03", "wrong-type", "rsa:2048", true);
 
     let (code, _, err) = cli(
         &signet,

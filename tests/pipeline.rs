@@ -21,21 +21,6 @@ fn audited<'a>(name: &'a str, profile: &'a str, alg: &'a str) -> Set<'a> {
     }
 }
 
-fn claims(profile: &str, now: i64) -> Value {
-    let logout = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
-    match profile {
-        "id_token" => json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60}),
-        "access_token" => json!({"iss": ISSUER, "sub": "a", "aud": "r", "iat": now,
-            "exp": now + 60, "jti": "j", "client_id": "c"}),
-        "jarm" => json!({"iss": ISSUER, "aud": "c", "exp": now + 60, "code": "x"}),
-        "introspection" => json!({"iss": ISSUER, "aud": "r", "iat": now,
-            "token_introspection": {"active": false}}),
-        "logout_token" => json!({"iss": ISSUER, "aud": "c", "iat": now, "jti": "j", "sub": "a",
-            "events": logout}),
-        _ => json!({"anything": true}),
-    }
-}
-
 /// The `signed` events of the audit trail, in order.
 async fn signed_events(local: &Local) -> Vec<Value> {
     let (status, out) = local.get("/v1/audit?limit=1000", Some(ADMIN_TOKEN)).await;
@@ -73,7 +58,7 @@ async fn every_profile_records_one_audit_event_per_signature() {
 
     for s in sets.iter().filter(|s| s.profile != "http_message") {
         let path = format!("/v1/key-sets/{}/sign/jwt", s.name);
-        let body = json!({"claims": claims(s.profile, now)});
+        let body = json!({"claims": claims_for(s.profile, now)});
         let (status, out) = local.post(&path, Some(SIGNER_TOKEN), &body).await;
         assert_eq!(status, 200, "{}: {out}", s.name);
         let jwt = out["jwt"].as_str().unwrap();
@@ -182,7 +167,7 @@ async fn the_service_decides_who_may_sign() {
     )
     .await;
     let now = local.service.now();
-    let claims = claims("id_token", now).as_object().unwrap().clone();
+    let claims = claims_for("id_token", now).as_object().unwrap().clone();
     let sign = |client: &'static str, set: &'static str| {
         let op = SignJwt::new(claims.clone(), Map::new());
         local.service.sign(local.client(client), set, op)

@@ -160,6 +160,18 @@ async fn same_jwks(all: &[&Signet], within: Duration) -> (String, String) {
     }
 }
 
+/// The next kid of set `id` as `s` serves it in `GET /v1/key-sets`.
+async fn next_kid(s: &Signet) -> Option<String> {
+    let r = s
+        .http
+        .get(s.url("/v1/key-sets"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await;
+    let v: Value = r.unwrap().json().await.unwrap();
+    v["key_sets"][0]["next_kid"].as_str().map(str::to_string)
+}
+
 /// Polls until the store holds exactly one next key of set `id` and every replica in `all` names
 /// it as `next_kid`.
 async fn settled(all: &[&Signet], db: &sqlx::PgPool, within: Duration) {
@@ -169,14 +181,7 @@ async fn settled(all: &[&Signet], db: &sqlx::PgPool, within: Duration) {
         let next = next_keys(&keys, now());
         let mut served = Vec::new();
         for s in all {
-            let r = s
-                .http
-                .get(s.url("/v1/key-sets"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await;
-            let v: Value = r.unwrap().json().await.unwrap();
-            served.push(v["key_sets"][0]["next_kid"].as_str().map(str::to_string));
+            served.push(next_kid(s).await);
         }
         if next.len() == 1 && served.iter().all(|k| k.as_deref() == Some(next[0])) {
             return;
@@ -646,16 +651,7 @@ async fn concurrent_admin_calls_leave_one_chain_and_one_next_key() {
         async move { req.send().await.unwrap().status().as_u16() }
     };
     for round in 0..3 {
-        let next = {
-            let r = r1
-                .http
-                .get(r1.url("/v1/key-sets"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await;
-            let v: Value = r.unwrap().json().await.unwrap();
-            v["key_sets"][0]["next_kid"].as_str().unwrap().to_string()
-        };
+        let next = next_kid(r1).await.unwrap();
         let revoke = |s| {
             call(
                 s,
