@@ -609,6 +609,7 @@ async fn admin(main: &Local, reached: &mut Reached) {
     let (_, at_next) = active_and_next(main, "at");
     process_token().keypair("c0ffee02", "careless", "EC:prime256v1", false);
     process_token().keypair("c0ffee03", "wrong-type", "rsa:2048", true);
+    main.wait_for_keys(&["careless", "wrong-type"]).await;
     let revoke = |set: &str, kid: &str| format!("/v1/key-sets/{set}/keys/{kid}/revoke");
     let checks = [
         (

@@ -22,12 +22,22 @@ fn fast(c: String) -> String {
 struct Served {
     local: Local,
     base: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// The tests of this file run one at a time: they share the process's token, and SoftHSM may
+/// not show this process a key `pkcs11-tool` makes while this process writes to the token too.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn serve(sets: &[Set<'_>]) -> Served {
+    let turn = ONE_AT_A_TIME.lock().await;
     let local = Local::start(sets, fast).await;
     let base = local.serve().await;
-    Served { local, base }
+    Served {
+        local,
+        base,
+        _turn: turn,
+    }
 }
 
 /// Runs `signet <args>` as an operator: returns exit code, stdout, stderr.
@@ -222,6 +232,10 @@ async fn a_ceremony_key_made_with_pkcs11_tool_is_imported_published_and_signs() 
     token.keypair("c0ffee01", "ceremony-2026", "EC:prime256v1", true);
     token.keypair("c0ffee02", "careless", "EC:prime256v1", false);
     token.keypair("c0ffee03", "wrong-type", "rsa:2048", true);
+    signet
+        .local
+        .wait_for_keys(&["ceremony-2026", "careless", "wrong-type"])
+        .await;
 
     let (code, _, err) = cli(
         &signet,

@@ -37,6 +37,8 @@ pub(crate) enum KeysCommand {
     /// Revoke a key (compromise): the next key takes over at once if it was the active one.
     Revoke {
         set: String,
+        /// A kid may begin with `-` (base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         reason: String,
@@ -52,7 +54,11 @@ pub(crate) enum KeysCommand {
         label: Option<String>,
     },
     /// Destroy the private object of an expired or revoked key (its public JWK is kept).
-    Destroy { set: String, kid: String },
+    Destroy {
+        set: String,
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -96,9 +96,14 @@ impl Local {
         let config = Config::from_toml(&text, "local.toml", std::iter::empty()).expect("config");
         let store = open_store(&config.store.url).await.expect("store");
         let clock = Arc::new(ManualClock::new(super::now()));
+        // One start-up at a time: each opens the PKCS#11 module, and concurrent C_Initialize
+        // calls in one process race (a service then starts with its backend down).
+        static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let one_at_a_time = STARTING.lock().await;
         let service = Service::start(config, store, clock.clone())
             .await
             .expect("service");
+        drop(one_at_a_time);
         let router = router(AppState::new(service.clone()));
         Local {
             service,
@@ -159,6 +164,30 @@ impl Local {
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.call(Method::GET, path, token, None).await
+    }
+
+    /// Polls until this service's token shows private keys labelled `labels` (objects another
+    /// process, e.g. `pkcs11-tool`, made: SoftHSM shows them to this process a moment later).
+    pub async fn wait_for_keys(&self, labels: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let slot = &self.service.backends[0];
+            let listed = slot
+                .with_backend(std::time::Duration::from_secs(5), |b| b.list_ids(""))
+                .await
+                .unwrap_or_default();
+            if labels
+                .iter()
+                .all(|l| listed.iter().any(|(_, label)| label == l))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the token does not show {labels:?}: {listed:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Serves the router on a loopback port (for the `signet` CLI) until the test ends; returns
