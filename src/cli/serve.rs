@@ -12,7 +12,7 @@ use crate::http::{AppState, router};
 use crate::keys::open_store;
 use crate::service::{Service, SystemClock};
 
-pub(crate) fn run(config: Config) -> ExitCode {
+pub fn run(config: Config) -> ExitCode {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,cryptoki=off"));
     let logs = tracing_subscriber::fmt()
