@@ -2,6 +2,7 @@
 //! serving a config that points at it. Nothing here is mocked.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
