@@ -125,15 +125,9 @@ async fn the_image_signs_through_a_softhsm_container_and_its_jwks_verifies_the_j
         let now = now();
         let claims = json!({"iss": ISSUER, "sub": "alice", "aud": "client-1", "iat": now,
             "exp": now + 300, "jti": "j-1", "client_id": "client-1"});
-        let r = http
-            .post(format!("{base}/v1/key-sets/{set}/sign/jwt"))
-            .bearer_auth(SIGNER_TOKEN)
-            .json(&json!({"claims": claims}))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: serde_json::Value = r.json().await.unwrap();
+        let url = format!("{base}/v1/key-sets/{set}/sign/jwt");
+        let (status, body) =
+            post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
         assert_eq!(status, 200, "{body}\n{}", logs().await);
         assert_eq!(body["alg"], alg);
         let (header, payload) = verify_jwt(body["jwt"].as_str().unwrap(), &jwks);

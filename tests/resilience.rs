@@ -58,15 +58,9 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
                     claims["client_id"] = json!("c");
                 }
                 let started = Instant::now();
-                let r = http
-                    .post(format!("{base}/v1/key-sets/{set}/sign/jwt"))
-                    .bearer_auth(SIGNER_TOKEN)
-                    .json(&json!({"claims": claims}))
-                    .send()
-                    .await
-                    .expect("Signet answers");
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
+                let url = format!("{base}/v1/key-sets/{set}/sign/jwt");
+                let (status, body) =
+                    post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
                 outcomes.push(Outcome {
                     at: started,
                     took: started.elapsed(),
@@ -240,19 +234,10 @@ async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
         let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60,
             "jti": "j", "client_id": "c"});
         let started = Instant::now();
-        let r = http
-            .post(format!("{base}/v1/key-sets/at/sign/jwt"))
-            .bearer_auth(SIGNER_TOKEN)
-            .json(&json!({"claims": claims}))
-            .send()
-            .await
-            .expect("Signet answers");
-        let status = r.status().as_u16();
-        (
-            status,
-            r.json::<Value>().await.unwrap_or(Value::Null),
-            started.elapsed(),
-        )
+        let url = format!("{base}/v1/key-sets/at/sign/jwt");
+        let (status, body) =
+            post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
+        (status, body, started.elapsed())
     };
 
     hsm.pause().await;

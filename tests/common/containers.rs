@@ -1,5 +1,5 @@
 //! Container fixtures: a remote HSM is `p11-kit server` exporting a SoftHSM2 token from a container
-//! of the fixture image (`hsm/fixture-image`), started with testcontainers, so that a test kills,
+//! of the base image (`scripts/base-image`: SoftHSM2, p11-kit), started with testcontainers, so that a test kills,
 //! pauses and restarts the HSM through the container API, as an HSM host on the network dies or
 //! freezes. The token is a host temporary directory ([`Token`]) bind-mounted at the same path in
 //! every container: config and socket paths mean the same on both sides, the host can open the
@@ -45,13 +45,19 @@ pub fn engine_problem(host: Option<&str>) -> Option<String> {
 
 /// Whether this container test can run. With an engine: `true`. Without one the test fails with
 /// the reason, unless `SIGNET_SKIP_CONTAINERS=1` (a developer machine without Docker; CI never
-/// sets it): then the reason goes to stderr and the test returns `false` to end itself.
+/// sets it): then the reason goes to stderr, past the harness's capture, and the test returns
+/// `false` to end itself.
 pub fn available(test: &str) -> bool {
     let Some(problem) = engine_problem(None) else {
         return true;
     };
     if std::env::var("SIGNET_SKIP_CONTAINERS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: {problem} (SIGNET_SKIP_CONTAINERS=1)");
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: {problem} (SIGNET_SKIP_CONTAINERS=1)"
+        );
         return false;
     }
     panic!(
@@ -83,7 +89,7 @@ pub fn build_image(script: &str, args: &[&str]) -> (String, String) {
 /// The SoftHSM2 + p11-kit image, built once per test binary (a no-op when its recipe is unchanged).
 fn fixture_image() -> &'static (String, String) {
     static IMAGE: OnceLock<(String, String)> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image("hsm/fixture-image", &[]))
+    IMAGE.get_or_init(|| build_image("scripts/base-image", &[]))
 }
 
 /// Waits until something accepts connections on the Unix socket `path`.
