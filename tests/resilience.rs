@@ -1,118 +1,19 @@
-//! HSM outages: a remote HSM (a SoftHSM2 token exported by `p11-kit server`, reached through
-//! `p11-kit-client.so`) is killed under load and brought back. Signet must fail fast while it is
-//! gone, say so in `/readyz`, and sign again afterwards without being restarted.
+//! HSM outages: a remote HSM (a SoftHSM2 token exported by `p11-kit server` in a container, reached
+//! through `p11-kit-client.so`) is killed under load and brought back, or frozen, through the
+//! container API. Signet must fail fast while it is gone, say so in `/readyz`, and sign again
+//! afterwards without being restarted.
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::containers::{available, serve_remote};
 use common::*;
 use serde_json::{Value, json};
 
-const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// `p11-kit server` exporting `token` on a Unix socket, in its own process group so that killing
-/// the group also kills the per-connection `p11-kit-remote` processes (killing only the parent
-/// leaves existing connections alive).
-struct RemoteHsm {
-    socket: PathBuf,
-    child: Option<Child>,
-    conf: PathBuf,
-    label: String,
-}
-
-impl RemoteHsm {
-    fn start(token: &Token, socket: &Path) -> RemoteHsm {
-        let mut r = RemoteHsm {
-            socket: socket.to_path_buf(),
-            child: None,
-            conf: token.conf(),
-            label: token.label.clone(),
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new("p11-kit")
-            .args(["server", "-f", "--provider", SOFTHSM, "-n"])
-            .arg(&self.socket)
-            .arg(format!("pkcs11:token={}", self.label))
-            .env("SOFTHSM2_CONF", &self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("p11-kit server (package p11-kit)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "p11-kit server did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Freezes (`STOP`) or thaws (`CONT`) the server and its per-connection processes: a hung HSM.
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([&format!("-{sig}"), "--", &format!("-{}", c.id())])
-                .status();
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", c.id())])
-                .status();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-impl Drop for RemoteHsm {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `token` exported by a `p11-kit server`, and Signet serving `sets` through `p11-kit-client.so`.
-async fn serve_remote(token: &Token, dir: &Path, sets: &[Set<'_>]) -> (RemoteHsm, Signet) {
-    let socket = dir.join("p11.sock");
-    let hsm = RemoteHsm::start(token, &socket);
-    let port = free_port();
-    let cfg = config(token, dir, port, sets)
-        .replace(
-            &format!("module = \"{SOFTHSM}\""),
-            &format!("module = \"{P11_KIT_CLIENT}\""),
-        )
-        .replace(
-            "op_timeout = \"5s\"",
-            &format!("op_timeout = \"{}s\"", OP_TIMEOUT.as_secs()),
-        );
-    let address = format!("unix:path={}", socket.display());
-    let signet = Signet::start_with_env(
-        token,
-        dir,
-        port,
-        &cfg,
-        &[("P11_KIT_SERVER_ADDRESS", &address)],
-    )
-    .await;
-    (hsm, signet)
-}
 
 struct Outcome {
     at: Instant,
@@ -123,6 +24,9 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
+    if !available("killing_the_remote_hsm_under_load_fails_fast_and_recovers") {
+        return;
+    }
     let token = Token::new("remote-hsm");
     let dir = tempfile::tempdir().unwrap();
     // p11-kit 0.24 forwards neither CKM_EDDSA nor the hash-and-sign PSS mechanisms: ES256 and
@@ -131,7 +35,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
         set("at", "access_token", "ES256"),
         set("id", "id_token", "PS256"),
     ];
-    let (mut hsm, mut signet) = serve_remote(&token, dir.path(), &sets).await;
+    let (hsm, mut signet) = serve_remote(&token, dir.path(), &sets, OP_TIMEOUT).await;
     let pid = signet.pid();
     let jwks = signet.get_json("/.well-known/jwks.json").await;
 
@@ -154,15 +58,9 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
                     claims["client_id"] = json!("c");
                 }
                 let started = Instant::now();
-                let r = http
-                    .post(format!("{base}/v1/key-sets/{set}/sign/jwt"))
-                    .bearer_auth(SIGNER_TOKEN)
-                    .json(&json!({"claims": claims}))
-                    .send()
-                    .await
-                    .expect("Signet answers");
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
+                let url = format!("{base}/v1/key-sets/{set}/sign/jwt");
+                let (status, body) =
+                    post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
                 outcomes.push(Outcome {
                     at: started,
                     took: started.elapsed(),
@@ -179,7 +77,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = Instant::now();
-    hsm.kill();
+    hsm.kill().await;
 
     // /readyz says why within a couple of seconds.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -203,7 +101,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let restarted_at = Instant::now();
-    hsm.spawn();
+    hsm.restart().await;
 
     // Signing resumes without a restart of Signet.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -318,32 +216,31 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
+    if !available("a_hung_remote_hsm_never_holds_a_request_past_its_deadline") {
+        return;
+    }
     let token = Token::new("hung-hsm");
     let dir = tempfile::tempdir().unwrap();
-    let (hsm, mut signet) =
-        serve_remote(&token, dir.path(), &[set("at", "access_token", "ES256")]).await;
+    let (hsm, mut signet) = serve_remote(
+        &token,
+        dir.path(),
+        &[set("at", "access_token", "ES256")],
+        OP_TIMEOUT,
+    )
+    .await;
     let jwks = signet.get_json("/.well-known/jwks.json").await;
     let sign = |http: reqwest::Client, base: String| async move {
         let now = now();
         let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60,
             "jti": "j", "client_id": "c"});
         let started = Instant::now();
-        let r = http
-            .post(format!("{base}/v1/key-sets/at/sign/jwt"))
-            .bearer_auth(SIGNER_TOKEN)
-            .json(&json!({"claims": claims}))
-            .send()
-            .await
-            .expect("Signet answers");
-        let status = r.status().as_u16();
-        (
-            status,
-            r.json::<Value>().await.unwrap_or(Value::Null),
-            started.elapsed(),
-        )
+        let url = format!("{base}/v1/key-sets/at/sign/jwt");
+        let (status, body) =
+            post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
+        (status, body, started.elapsed())
     };
 
-    hsm.signal("STOP");
+    hsm.pause().await;
     let limit = OP_TIMEOUT + Duration::from_secs(1);
     let frozen = Instant::now();
     while frozen.elapsed() < Duration::from_secs(3) {
@@ -360,7 +257,7 @@ async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
         "{body} after {took:?}"
     );
 
-    hsm.signal("CONT");
+    hsm.unpause().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body, took) = sign(signet.http.clone(), signet.base.clone()).await;

@@ -2,6 +2,7 @@
 //! serving a config that points at it. Nothing here is mocked.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod local;
 pub mod postgres;
 pub mod store;
@@ -398,15 +399,25 @@ impl Signet {
 
     /// POSTs JSON with a bearer token; returns status and body.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        (status, body)
+        post_json(&self.http, &self.url(path), token, body).await
     }
+}
+
+/// POSTs JSON to `url` with a bearer token; status and body (`Null` when it is not JSON).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let mut req = http.post(url).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("the service answers");
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, body)
 }
 
 impl Drop for Signet {
