@@ -75,7 +75,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let server_config = &service.config.server;
     let listener = Listener::bind(&server_config.listen, tls)
-        .await
         .with_context(|| format!("server.listen: cannot bind {}", server_config.listen))?;
     tracing::info!(listen = %listener.describe(), "signet listening");
     let metrics = crate::http::observe::install_recorder();

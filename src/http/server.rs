@@ -30,6 +30,9 @@ const FD_RESERVE: u64 = 128;
 /// The automatic `max_connections` never exceeds this (each connection costs buffers too).
 const AUTO_MAX_CONNECTIONS: usize = 8192;
 const AUTO_MIN_CONNECTIONS: usize = 16;
+/// Connections the kernel holds for us while we are at `max_connections` (capped by
+/// `net.core.somaxconn`, 4096 on current kernels).
+const BACKLOG: i32 = 1024;
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -62,11 +65,24 @@ enum Accepted {
 }
 
 impl Listener {
-    /// Binds `listen` (a Unix socket replaces a stale file and gets mode 0660).
-    pub async fn bind(listen: &Listen, tls: Option<Arc<Tls>>) -> io::Result<Listener> {
+    /// Binds `listen` with a backlog of [`BACKLOG`] (a Unix socket replaces a stale file and
+    /// gets mode 0660).
+    pub fn bind(listen: &Listen, tls: Option<Arc<Tls>>) -> io::Result<Listener> {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let socket = |domain: Domain, addr: &SockAddr| -> io::Result<Socket> {
+            let s = Socket::new(domain, Type::STREAM, None)?;
+            if domain != Domain::UNIX {
+                s.set_reuse_address(true)?;
+            }
+            s.bind(addr)?;
+            s.listen(BACKLOG)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
         match listen {
             Listen::Tcp(addr) => {
-                let tcp = TcpListener::bind(addr).await?;
+                let s = socket(Domain::for_address(*addr), &SockAddr::from(*addr))?;
+                let tcp = TcpListener::from_std(s.into())?;
                 Ok(match tls {
                     Some(tls) => Listener::Tls(tcp, tls),
                     None => Listener::Tcp(tcp),
@@ -74,7 +90,8 @@ impl Listener {
             }
             Listen::Unix(path) => {
                 let _ = std::fs::remove_file(path);
-                let unix = UnixListener::bind(path)?;
+                let s = socket(Domain::UNIX, &SockAddr::unix(path)?)?;
+                let unix = UnixListener::from_std(s.into())?;
                 use std::os::unix::fs::PermissionsExt as _;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
                 Ok(Listener::Unix(unix, path.clone()))
