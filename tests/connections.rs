@@ -39,6 +39,16 @@ fn config_with(token: &Token, dir: &std::path::Path, port: u16, server_lines: &s
     )
 }
 
+/// A fresh token and the service with `server_lines` in `[server]`, and the port it listens on.
+async fn start_with(label: &str, server_lines: &str) -> (Token, tempfile::TempDir, Signet, u16) {
+    let token = Token::new(label);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = config_with(&token, dir.path(), port, server_lines);
+    let signet = Signet::start(&token, dir.path(), port, &text).await;
+    (token, dir, signet, port)
+}
+
 /// Opens `n` connections to `port` and sends each half a request. Connections the service has
 /// not accepted yet still complete their handshake while the listen backlog has room.
 async fn half_open(port: u16, n: usize) -> Vec<TcpStream> {
@@ -123,12 +133,9 @@ async fn opened(mut p: Guard) -> (Guard, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_half_open_connections_do_not_starve_a_signer() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let token = Token::new("slowloris");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // max_connections is left to its default, derived from the file limit.
-    let text = config_with(&token, dir.path(), port, "header_read_timeout = \"2s\"");
-    let mut signet = Signet::start(&token, dir.path(), port, &text).await;
+    let (_token, _dir, mut signet, port) =
+        start_with("slowloris", "header_read_timeout = \"2s\"").await;
     let pid = signet.pid();
 
     let began = Instant::now();
@@ -321,11 +328,7 @@ async fn keep_alive_client(port: u16, done: Arc<AtomicUsize>, bound: Duration) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_request_or_refuses_the_connection() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let token = Token::new("drain");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let text = config_with(&token, dir.path(), port, "drain = \"3s\"");
-    let mut signet = Signet::start(&token, dir.path(), port, &text).await;
+    let (_token, _dir, mut signet, port) = start_with("drain", "drain = \"3s\"").await;
 
     let done = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..8)
