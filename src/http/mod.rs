@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod conn;
 mod http_sig;
+mod listener;
 pub mod observe;
 mod openapi;
 mod problem;
