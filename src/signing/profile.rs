@@ -200,10 +200,14 @@ impl Profile {
         let exp = numeric(claims, "exp")?;
         let iat = numeric(claims, "iat")?;
         numeric(claims, "nbf")?;
+        // Saturating: `now` is the caller's, and no i64 may make this panic (found by fuzzing).
         if let Some(iat) = iat
-            && (iat - now).abs() > policy.clock_skew_s
+            && iat.saturating_sub(now).saturating_abs() > policy.clock_skew_s
         {
-            return Err(PolicyError::IatSkew(iat - now, policy.clock_skew_s));
+            return Err(PolicyError::IatSkew(
+                iat.saturating_sub(now),
+                policy.clock_skew_s,
+            ));
         }
         if let Some(exp) = exp {
             // Without `iat` the lifetime counts from now.
@@ -211,9 +215,10 @@ impl Profile {
             if exp <= start {
                 return Err(PolicyError::ClaimInvalid("exp", "must be after iat"));
             }
-            if exp - start > policy.max_lifetime_s {
+            let lifetime = exp.saturating_sub(start);
+            if lifetime > policy.max_lifetime_s {
                 return Err(PolicyError::LifetimeExceeded(
-                    exp - start,
+                    lifetime,
                     policy.max_lifetime_s,
                 ));
             }
