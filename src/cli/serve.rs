@@ -1,13 +1,14 @@
 //! `signet serve`: store, service, upkeep loop, listener (plain, Unix socket or TLS), SIGHUP
-//! reload of the TLS files, graceful shutdown.
+//! reload of the TLS files, graceful shutdown (the drain itself is `http::server`'s).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Listen};
-use crate::http::tls::{Tls, TlsListener, TlsPeer};
+use crate::config::Config;
+use crate::http::server::{self, Listener};
+use crate::http::tls::Tls;
 use crate::http::{AppState, router};
 use crate::keys::open_store;
 use crate::service::{Service, SystemClock};
@@ -46,7 +47,6 @@ pub fn run(config: Config) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let listen = config.server.listen.clone();
     let refresh = config.server.key_refresh;
     // Read the TLS files before anything else starts: a bad file stops start-up at once.
     let tls = match &config.server.tls {
@@ -73,42 +73,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
+    let server_config = &service.config.server;
+    let listener = Listener::bind(&server_config.listen, tls)
+        .with_context(|| format!("server.listen: cannot bind {}", server_config.listen))?;
+    tracing::info!(listen = %listener.describe(), "signet listening");
     let metrics = crate::http::observe::install_recorder();
-    let app = router(AppState::new(service.clone()).with_metrics(metrics));
-    match (listen, tls) {
-        (Listen::Tcp(addr), Some(tls)) => {
-            let listener = TlsListener::bind(addr, tls)
-                .await
-                .with_context(|| format!("server.listen: cannot bind {addr}"))?;
-            tracing::info!(addr = %listener.local_tcp_addr(), "signet listening (TLS)");
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<TlsPeer>(),
-            )
-            .with_graceful_shutdown(shutdown())
-            .await?;
-        }
-        (Listen::Tcp(addr), None) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("server.listen: cannot bind {addr}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "signet listening");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await?;
-        }
-        (Listen::Unix(path), _) => {
-            let _ = std::fs::remove_file(&path);
-            let listener = tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("server.listen: cannot bind unix:{}", path.display()))?;
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-            tracing::info!(path = %path.display(), "signet listening");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await?;
-        }
-    }
+    let state = AppState::new(service.clone()).with_metrics(metrics);
+    let drain = state.drain.clone();
+    server::serve(listener, router(state), drain, server_config, shutdown).await;
     // No tick may take the lease again after it is handed over.
     upkeep_task.abort();
     service.elector.step_down(&*service.store).await;
@@ -154,5 +126,5 @@ async fn shutdown() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutdown signal");
 }

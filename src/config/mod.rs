@@ -36,6 +36,24 @@ pub struct ServerConfig {
     pub key_refresh: Duration,
     /// TLS on the listener (`[server.tls]`); `None` means plain HTTP (loopback or Unix socket only).
     pub tls: Option<TlsConfig>,
+    /// How long connections may stay open without a request, and how many at once.
+    pub connections: ConnectionLimits,
+}
+
+/// The `[server]` keys about connections, as opposed to requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A connection must have sent complete request headers this long after it was accepted, or
+    /// after the first byte of a later request; otherwise it is closed.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long after its last response is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most (TLS handshakes included); `None`: derived at start-up from the
+    /// file-descriptor limit. Past it, new connections wait in the listen backlog.
+    pub max_connections: Option<std::num::NonZeroUsize>,
+    /// After SIGTERM, how long the service keeps serving (with `Connection: close`, `/readyz` 503)
+    /// before it stops accepting.
+    pub drain: Duration,
 }
 
 /// `[server.tls]`: PEM files, read at start-up and again on SIGHUP.
@@ -53,6 +71,16 @@ pub struct TlsConfig {
 pub enum Listen {
     Tcp(SocketAddr),
     Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    /// As written in `server.listen`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -204,3 +232,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_connections;

@@ -27,6 +27,10 @@ pub struct RawServer {
     pub max_body: Option<usize>,
     pub request_timeout: Option<String>,
     pub key_refresh: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub drain: Option<String>,
     pub tls: Option<RawTls>,
 }
 

@@ -15,6 +15,9 @@ const DEFAULT_JWKS_MAX_AGE: &str = "1h";
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
 const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 const DEFAULT_KEY_REFRESH: &str = "5s";
+const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+const DEFAULT_IDLE_TIMEOUT: &str = "60s";
+const DEFAULT_DRAIN: &str = "5s";
 const DEFAULT_SESSIONS: usize = 4;
 const DEFAULT_OP_TIMEOUT: &str = "2s";
 const DEFAULT_MAX_QUEUE_PER_SESSION: usize = 64;
@@ -166,6 +169,37 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
             DEFAULT_KEY_REFRESH,
         )?,
         tls,
+        connections: connections(raw)?,
+    })
+}
+
+/// `header_read_timeout`, `idle_timeout`, `max_connections`, `drain` of `[server]`.
+fn connections(raw: &RawServer) -> Result<ConnectionLimits> {
+    let max_connections = match raw.max_connections {
+        None => None,
+        Some(n) if n > 1_000_000 => {
+            return Err(("server.max_connections".into(), "at most 1000000".into()));
+        }
+        Some(n) => Some(std::num::NonZeroUsize::new(n).ok_or_else(|| {
+            (
+                "server.max_connections".to_string(),
+                "must be at least 1 (leave it out to derive it from the file limit)".to_string(),
+            )
+        })?),
+    };
+    Ok(ConnectionLimits {
+        header_read_timeout: nonzero(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        idle_timeout: nonzero(
+            "server.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            DEFAULT_IDLE_TIMEOUT,
+        )?,
+        max_connections,
+        drain: duration("server.drain", raw.drain.as_deref(), DEFAULT_DRAIN)?,
     })
 }
 

@@ -1,17 +1,21 @@
 //! The HTTP API v1 on axum: routes, caller authentication (tokens, mTLS), quotas, problem
-//! responses, limits, and the TLS listener.
+//! responses, limits, and the listeners (TCP, TLS, Unix socket) with their connection limits and
+//! graceful drain.
 //!
 //! Knows the service core and nothing of cryptoki; `router(state)` is what tests drive.
 
 mod admin;
 mod auth;
 mod codes;
+mod conn;
 mod http_sig;
+mod listener;
 pub(crate) mod observe;
 mod openapi;
 mod problem;
 mod quota;
 mod routes;
+pub mod server;
 pub mod tls;
 
 use std::sync::Arc;
@@ -40,6 +44,8 @@ pub struct AppState {
     pub(crate) clients: Arc<Clients>,
     /// The Prometheus recorder's handle, when this process installed one.
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Set when the drain after SIGTERM starts; `/readyz` then answers 503.
+    pub(crate) drain: server::Drain,
 }
 
 impl AppState {
@@ -49,6 +55,7 @@ impl AppState {
             service,
             clients,
             metrics: None,
+            drain: server::Drain::default(),
         }
     }
 

@@ -130,6 +130,10 @@ pub(crate) async fn healthz() -> Json<Value> {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.drain.is_draining() {
+        let body = json!({ "status": "draining" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let readiness = state.service.readiness().await;
     let status = if readiness.is_ready() {
         StatusCode::OK

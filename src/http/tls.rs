@@ -1,5 +1,5 @@
 //! TLS on the listener: the rustls server config built from `[server.tls]` (rebuilt on SIGHUP),
-//! the accept loop that runs handshakes off the accept path, and the verified client-certificate
+//! the handshake that `server` runs off its accept path, and the verified client-certificate
 //! identity that reaches the `Caller` extractor as `ConnectInfo<TlsPeer>`.
 //!
 //! Owns PEM loading, client-certificate verification (rustls `WebPkiClientVerifier` over
@@ -11,21 +11,18 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
 
 /// Handshakes in progress at once; further connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 256;
+pub(super) const MAX_HANDSHAKES: usize = 256;
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -197,102 +194,33 @@ pub struct TlsPeer {
     pub cert: Option<Arc<CertIdentity>>,
 }
 
-/// A TCP listener whose connections come out TLS-established. Handshakes run on their own tasks
-/// (bounded in number and time), so a slow client never holds up the accept loop.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, TlsPeer)>,
-    local: SocketAddr,
-    accept_loop: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub async fn bind(addr: SocketAddr, tls: Arc<Tls>) -> std::io::Result<TlsListener> {
-        let tcp = TcpListener::bind(addr).await?;
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let accept_loop = tokio::spawn(accept_loop(tcp, tls, tx));
-        Ok(TlsListener {
-            ready,
-            local,
-            accept_loop,
-        })
-    }
-
-    pub fn local_tcp_addr(&self) -> SocketAddr {
-        self.local
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    tls: Arc<Tls>,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, TlsPeer)>,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, remote) = match tcp.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // Typically EMFILE; back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(tls.current());
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|leaf| Arc::new(CertIdentity::from_der(leaf.as_ref())));
-                    let _ = ready.send((stream, TlsPeer { remote, cert })).await;
-                }
-                Ok(Err(e)) => tracing::info!(peer = %remote, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::info!(peer = %remote, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = TlsPeer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop only ends when the listener is dropped.
-            None => std::future::pending().await,
+/// Runs the server side of a TLS handshake on an accepted TCP connection, within
+/// [`HANDSHAKE_TIMEOUT`], with the config current at that moment. `None` (logged) when the
+/// handshake fails or times out.
+pub(super) async fn handshake(
+    tls: &Tls,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, TlsPeer)> {
+    let acceptor = TlsAcceptor::from(tls.current());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Arc::new(CertIdentity::from_der(leaf.as_ref())));
+            Some((stream, TlsPeer { remote, cert }))
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(TlsPeer {
-            remote: self.local,
-            cert: None,
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
+        Ok(Err(e)) => {
+            tracing::info!(peer = %remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(peer = %remote, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -21,16 +21,16 @@ pub enum Profile {
 /// How long a signature may live and how far its start may be from now (a key set's
 /// `max_lifetime` and `clock_skew`, in seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimePolicy {
-    pub(crate) max_lifetime_s: i64,
-    pub(crate) clock_skew_s: i64,
+pub struct TimePolicy {
+    pub max_lifetime_s: i64,
+    pub clock_skew_s: i64,
 }
 
 /// The rules a JWT profile is checked against, from the key set's configuration.
 #[derive(Debug, Clone)]
-pub(crate) struct ClaimPolicy<'a> {
-    pub(crate) issuer: &'a str,
-    pub(crate) times: TimePolicy,
+pub struct ClaimPolicy<'a> {
+    pub issuer: &'a str,
+    pub times: TimePolicy,
 }
 
 /// Which pair of members a time rule checks.
@@ -94,29 +94,31 @@ impl TimePolicy {
     /// within the clock skew of `now`; the lifetime from the start (or from now, without one) to
     /// the expiry may not exceed `max_lifetime`. An expiry that is not after the start is left to
     /// the caller: a JWT's `claim_invalid`, RFC 9421's `expires_not_after_created`.
-    pub(crate) fn check(
+    pub fn check(
         &self,
         members: TimeMembers,
         start: Option<i64>,
         expires: Option<i64>,
         now: i64,
     ) -> Result<(), PolicyError> {
+        // Saturating: the times are the caller's, and no i64 may make this panic (found by
+        // fuzzing).
         if let Some(start) = start
-            && (start - now).abs() > self.clock_skew_s
+            && start.saturating_sub(now).saturating_abs() > self.clock_skew_s
         {
             return Err(PolicyError::StartOutOfRange {
                 members,
-                offset: start - now,
+                offset: start.saturating_sub(now),
                 skew: self.clock_skew_s,
             });
         }
         let start = start.unwrap_or(now);
         if let Some(expires) = expires
-            && expires - start > self.max_lifetime_s
+            && expires.saturating_sub(start) > self.max_lifetime_s
         {
             return Err(PolicyError::LifetimeExceeded {
                 members,
-                lifetime: expires - start,
+                lifetime: expires.saturating_sub(start),
                 max: self.max_lifetime_s,
             });
         }
@@ -155,7 +157,7 @@ const FORBIDDEN_HEADER: &[&str] = &[
 const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 impl Profile {
-    pub(crate) fn from_name(name: &str) -> Option<Self> {
+    pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "id_token" => Self::IdToken,
             "access_token" => Self::AccessToken,
@@ -209,10 +211,7 @@ impl Profile {
 
     /// Checks the caller's header members and returns the protected header Signet will sign with
     /// (without `alg` and `kid`, which the signer adds).
-    pub(crate) fn header(
-        self,
-        caller: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, PolicyError> {
+    pub fn header(self, caller: &Map<String, Value>) -> Result<Map<String, Value>, PolicyError> {
         let mut out = Map::new();
         for (name, value) in caller {
             if FORBIDDEN_HEADER.contains(&name.as_str()) {
@@ -241,7 +240,7 @@ impl Profile {
     }
 
     /// Checks the claims of a JWT against this profile at time `now` (unix seconds).
-    pub(crate) fn check_claims(
+    pub fn check_claims(
         self,
         claims: &Map<String, Value>,
         policy: &ClaimPolicy<'_>,

@@ -440,7 +440,7 @@ fn b64url(s: &str) -> Vec<u8> {
         .expect("base64url")
 }
 
-/// Verifies a compact JWS with libraries independent of josekit (jsonwebtoken on RustCrypto, and
+/// Verifies a compact JWS with libraries independent of josekit (jsonwebtoken on aws-lc-rs, and
 /// ed25519-dalek for the fully-specified `Ed25519`), using only the key `jwks` holds for its kid.
 /// Returns the protected header and the payload as JSON.
 pub fn verify_jwt(jwt: &str, jwks: &Value) -> (Value, Value) {

@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpMessage {
-    pub(crate) method: Option<String>,
-    pub(crate) target_uri: Option<String>,
-    pub(crate) status: Option<u16>,
+    pub method: Option<String>,
+    pub target_uri: Option<String>,
+    pub status: Option<u16>,
     #[serde(default)]
-    pub(crate) headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     #[serde(default, with = "body_base64")]
-    pub(crate) body: Option<Vec<u8>>,
+    pub body: Option<Vec<u8>>,
 }
 
 /// The serde error text of an undecodable body; `parse_sign_request` maps it to its own code.

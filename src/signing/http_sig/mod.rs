@@ -25,10 +25,10 @@ use serde::Deserialize;
 use sfv::{BareItem, FieldType as _, Item};
 
 pub(crate) use digest::{DigestAlg, content_digest};
-pub(crate) use error::HttpSigError;
+pub use error::HttpSigError;
 pub use jwks::verify_with_jwks;
 pub use message::HttpMessage;
-pub(crate) use verify::{Verified, verify_message};
+pub use verify::{Verified, verify_message};
 
 use base::{Context, SigParams, serialize_inner_list, signature_base, signature_params};
 use components::{Kind, parse_covered};

@@ -38,7 +38,7 @@ pub struct Verified {
 /// `label_not_found` / `ambiguous_label` when no one signature is chosen, any component error
 /// while rebuilding the base, `content_digest_mismatch`, and `signature_invalid` when `verify`
 /// returns false.
-pub(crate) fn verify_message(
+pub fn verify_message(
     message: &HttpMessage,
     request: Option<&HttpMessage>,
     signature_input: &str,

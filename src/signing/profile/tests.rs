@@ -160,3 +160,23 @@ fn http_signature_times_follow_the_same_rule() {
     // An expiry before the start is the caller's to refuse (RFC 9421: expires_not_after_created).
     assert_eq!(code(Some(1000), Some(900)), None);
 }
+
+/// Found by `fuzz/fuzz_targets/claims.rs`: `iat - now` overflowed for an extreme `now`.
+#[test]
+fn extreme_times_are_refused_not_panicked_on() {
+    let claims = map(json!({
+        "iss": "https://as.example.com", "sub": "a", "aud": "rp", "iat": NOW, "exp": NOW + 300
+    }));
+    for now in [i64::MIN, i64::MAX] {
+        let e = Profile::IdToken
+            .check_claims(&claims, &policy(), now)
+            .unwrap_err();
+        assert_eq!(e.code(), "iat_out_of_range", "{e}");
+    }
+    // Without `iat` the lifetime counts from `now`.
+    let no_iat = map(json!({"iss": "https://as.example.com", "aud": "rp", "exp": 1}));
+    let e = Profile::Jarm
+        .check_claims(&no_iat, &policy(), i64::MIN)
+        .unwrap_err();
+    assert_eq!(e.code(), "lifetime_exceeded", "{e}");
+}
