@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub use alg::{Algorithm, KeyKind};
 pub use jwk::PublicKey;
-pub(crate) use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
+pub use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
 
 /// The one capability a key offers this layer: sign a message with its algorithm's full procedure
 /// (hashing included). Blocking; callers run it off the async executor.

@@ -99,13 +99,13 @@ fn request_error(e: serde_json::Error) -> HttpSigError {
 /// A signature base ready to be signed, with what `finish` needs afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    pub(crate) label: String,
+    pub label: String,
     /// RFC 9421 section 2.5 exact bytes (ASCII).
     pub signature_base: String,
     /// The serialized inner list with parameters: `("@method" "@path");created=1;keyid="k"`.
-    pub(crate) signature_params: String,
+    pub signature_params: String,
     /// The Content-Digest field value Signet computed, when asked to.
-    pub(crate) content_digest: Option<String>,
+    pub content_digest: Option<String>,
 }
 
 /// Builds the signature base. `keyid` is always the `keyid` parameter; `alg` (an RFC 9421
