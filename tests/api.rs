@@ -7,21 +7,7 @@ use common::*;
 use serde_json::{Value, json};
 
 fn claims(profile: &str) -> Value {
-    let now = now();
-    match profile {
-        "id_token" => json!({"iss": ISSUER, "sub": "alice", "aud": "client-1", "iat": now,
-            "exp": now + 300, "nonce": "n-0S6_WzA2Mj"}),
-        "access_token" => json!({"iss": ISSUER, "sub": "alice", "aud": "https://rs.example.test",
-            "iat": now, "exp": now + 300, "jti": "at-1", "client_id": "client-1", "scope": "openid"}),
-        "jarm" => {
-            json!({"iss": ISSUER, "aud": "client-1", "exp": now + 60, "code": "abc", "state": "s"})
-        }
-        "introspection" => json!({"iss": ISSUER, "aud": "https://rs.example.test", "iat": now,
-            "token_introspection": {"active": true, "sub": "alice", "client_id": "client-1"}}),
-        "logout_token" => json!({"iss": ISSUER, "aud": "client-1", "iat": now, "jti": "lo-1",
-            "sub": "alice", "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
-        _ => json!({"iss": ISSUER, "anything": [1, 2, 3]}),
-    }
+    claims_for(profile, now())
 }
 
 fn typ(profile: &str) -> Option<&'static str> {

@@ -2,7 +2,8 @@
 //! `signet` binary for the FAPI 2.0 request and response shapes, verified with an independent
 //! implementation (Python `http-message-signatures`, installed by `scripts/setup`) and with
 //! `verify_with_jwks`, using only the published JWKS; the RFC 9421 B.2.6 signature reproduced
-//! with the RFC's key imported into a token; and the error cases as the caller sees them.
+//! with the RFC's key imported into a token. The error cases as the caller sees them are in
+//! `tests/errors.rs` (in process).
 
 mod common;
 
@@ -13,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use serde_json::{Value, json};
 
-use common::{LIMITED_TOKEN, SIGNER_TOKEN, Signet, Token, free_port, set};
+use common::{SIGNER_TOKEN, Signet, Token, free_port, set};
 use signet::signing::http_sig::{HttpMessage, verify_with_jwks};
 
 /// The three RFC 9421 algorithms, by key set: (set, config alg, JOSE alg in the JWKS).
@@ -300,170 +301,6 @@ async fn fapi_request_and_response_signatures_verify_independently() {
         )
         .expect("verify_with_jwks accepts the response signature");
     }
-}
-
-/// POSTs to sign/http and returns the status and the problem code (checking the media type).
-async fn problem(signet: &Signet, set: &str, token: Option<&str>, body: &Value) -> (u16, String) {
-    let mut req = signet
-        .http
-        .post(signet.url(&format!("/v1/key-sets/{set}/sign/http")))
-        .json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.expect("send");
-    let status = r.status().as_u16();
-    let media = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body: Value = r.json().await.expect("problem JSON");
-    assert_eq!(media, "application/problem+json", "{body}");
-    (status, body["code"].as_str().unwrap_or_default().to_owned())
-}
-
-#[tokio::test]
-async fn errors_reach_the_caller_as_problems_with_their_codes() {
-    let token = Token::new("http-sig-errors");
-    let port = free_port();
-    let sets = [
-        set("http-ed25519", "http_message", "ed25519"),
-        set("http-p256", "http_message", "ecdsa-p256-sha256"),
-        set("jarm", "jarm", "ES256"),
-    ];
-    let config = common::config(&token, token.dir.path(), port, &sets);
-    let signet = Signet::start(&token, token.dir.path(), port, &config).await;
-
-    let req = json!({
-        "method": "POST",
-        "target_uri": "https://rs.example.com/a",
-        "headers": [["Authorization", "DPoP x"]],
-        "body": B64.encode(REQUEST_BODY),
-    });
-    let other_digest = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
-    let now = common::now();
-    let cases = [
-        (
-            json!({"message": req, "covered": ["@method", "\"@method\""]}),
-            "duplicate_component",
-        ),
-        (
-            json!({"message": {"status": 200}, "covered": ["@status", "@method;req"]}),
-            "request_required",
-        ),
-        (
-            json!({"message": req, "covered": ["@status"]}),
-            "component_not_applicable",
-        ),
-        (
-            json!({"message": req, "covered": ["dpop"]}),
-            "missing_field",
-        ),
-        (
-            json!({"message": with_header(req.clone(), "X-Name", "Zoë"), "covered": ["x-name"]}),
-            "non_ascii_value",
-        ),
-        (
-            json!({"message": with_header(req.clone(), "Content-Digest", other_digest),
-                   "covered": ["content-digest"]}),
-            "content_digest_mismatch",
-        ),
-        (
-            json!({"message": {"body": "not base64!"}, "covered": []}),
-            "bad_body_base64",
-        ),
-        (
-            json!({"message": req, "covered": ["@method;foo"]}),
-            "unknown_component_parameter",
-        ),
-        (json!({"message": req}), "invalid_request"),
-        (
-            json!({"message": req, "covered": ["@method"], "expires": now + 3601}),
-            "lifetime_exceeded",
-        ),
-        (
-            json!({"message": req, "covered": ["@method"], "created": now - 3600}),
-            "created_out_of_range",
-        ),
-    ];
-    for (body, code) in cases {
-        assert_eq!(
-            problem(&signet, "http-ed25519", Some(SIGNER_TOKEN), &body).await,
-            (400, code.to_owned()),
-            "{body}"
-        );
-    }
-    // The same request within the limits is signed.
-    let ok = json!({"message": req, "covered": ["@method"], "expires": now + 3600});
-    let (status, _) = signet
-        .post(
-            "/v1/key-sets/http-ed25519/sign/http",
-            Some(SIGNER_TOKEN),
-            &ok,
-        )
-        .await;
-    assert_eq!(status, 200);
-
-    // Malformed JSON keeps its usual code.
-    let r = signet
-        .http
-        .post(signet.url("/v1/key-sets/http-ed25519/sign/http"))
-        .bearer_auth(SIGNER_TOKEN)
-        .header("content-type", "application/json")
-        .body("{\"message\": ")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<Value>().await.expect("problem")["code"],
-        "malformed_json"
-    );
-
-    // Who may sign, and where.
-    let valid = json!({"message": req, "covered": ["@method"]});
-    assert_eq!(
-        problem(&signet, "http-p256", Some(LIMITED_TOKEN), &valid).await,
-        (403, "forbidden".to_owned()),
-        "a signer outside the key set"
-    );
-    let (status, _) = signet
-        .post(
-            "/v1/key-sets/http-ed25519/sign/http",
-            Some(LIMITED_TOKEN),
-            &valid,
-        )
-        .await;
-    assert_eq!(status, 200, "the limited signer may use its own key set");
-    assert_eq!(
-        problem(&signet, "http-ed25519", Some(common::ADMIN_TOKEN), &valid).await,
-        (403, "forbidden".to_owned())
-    );
-    assert_eq!(problem(&signet, "http-ed25519", None, &valid).await.0, 401);
-    assert_eq!(
-        problem(&signet, "nope", Some(SIGNER_TOKEN), &valid).await,
-        (404, "key_set_not_found".to_owned())
-    );
-    assert_eq!(
-        problem(&signet, "jarm", Some(SIGNER_TOKEN), &valid).await,
-        (400, "wrong_profile".to_owned()),
-        "sign/http on a JWT key set"
-    );
-    let claims = json!({"claims": {"iss": common::ISSUER, "aud": "c", "exp": now + 60}});
-    let (status, body) = signet
-        .post(
-            "/v1/key-sets/http-ed25519/sign/jwt",
-            Some(SIGNER_TOKEN),
-            &claims,
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("wrong_profile")),
-        "sign/jwt on an http_message key set: {body}"
-    );
 }
 
 #[test]

@@ -160,6 +160,66 @@ async fn same_jwks(all: &[&Signet], within: Duration) -> (String, String) {
     }
 }
 
+/// The next kid of set `id` as `s` serves it in `GET /v1/key-sets`.
+async fn next_kid(s: &Signet) -> Option<String> {
+    let r = s
+        .http
+        .get(s.url("/v1/key-sets"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await;
+    let v: Value = r.unwrap().json().await.unwrap();
+    v["key_sets"][0]["next_kid"].as_str().map(str::to_string)
+}
+
+/// Polls until the store holds exactly one next key of set `id` and every replica in `all` names
+/// it as `next_kid`.
+async fn settled(all: &[&Signet], db: &sqlx::PgPool, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let keys = rows(db).await;
+        let next = next_keys(&keys, now());
+        let mut served = Vec::new();
+        for s in all {
+            served.push(next_kid(s).await);
+        }
+        if next.len() == 1 && served.iter().all(|k| k.as_deref() == Some(next[0])) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled after {within:?}: next {next:?}, served {served:?}: {keys:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until one replica of `all` holds the scheduler lease and has renewed it once: a whole
+/// scheduler round (take-over, reconciliation, upkeep) has run since.
+async fn one_scheduler_round(all: &[&Signet], within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut first_seen: Option<(usize, Value)> = None;
+    loop {
+        for (i, s) in all.iter().enumerate() {
+            let scheduler = readyz(s).await["scheduler"].clone();
+            if scheduler["leader"] != true {
+                continue;
+            }
+            let expires = scheduler["lease_expires_at"].clone();
+            match &first_seen {
+                Some((j, seen)) if *j == i && *seen != expires => return,
+                Some((j, _)) if *j == i => {}
+                _ => first_seen = Some((i, expires)),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduler round within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `signet audit verify` through `s`: must succeed.
 fn audit_verify(s: &Signet) -> u64 {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
@@ -206,6 +266,26 @@ async fn rows(db: &sqlx::PgPool) -> Vec<Row> {
     .fetch_all(db)
     .await
     .unwrap()
+}
+
+/// Polls the keys of set `id` until `done` holds (every 100 ms, for at most `within`).
+async fn rows_until(
+    db: &sqlx::PgPool,
+    within: Duration,
+    done: impl Fn(&[Row]) -> bool,
+) -> Vec<Row> {
+    let deadline = Instant::now() + within;
+    loop {
+        let keys = rows(db).await;
+        if done(&keys) {
+            return keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keys not as expected after {within:?}: {keys:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn count_events(db: &sqlx::PgPool, action: &str) -> i64 {
@@ -422,10 +502,15 @@ async fn leader_failover_and_exactly_one_next_key_per_rotation() {
     let bootstrap = rows(&db).await;
     assert_eq!(bootstrap.len(), 2, "{bootstrap:?}");
 
-    // Kill the leader 3 s before the second rotation is due.
-    let second_rotation = bootstrap[1].activate_at + 6;
-    let wait = (second_rotation - 3 - now()).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    // Kill the leader once the first rotation has happened and it has generated the key of the
+    // second: the take-over then falls before the second rotation is due (6 s later).
+    let second =
+        rows_until(&db, Duration::from_secs(20), |keys| keys.len() >= 3).await[2].activate_at;
+    assert!(
+        second - now() >= 3,
+        "killed too late for the test: {}",
+        second - now()
+    );
     let lead = leaders(&r.all.iter().collect::<Vec<_>>()).await;
     assert_eq!(lead.len(), 1, "{}", r.logs());
     let mut dead = r.all.remove(lead[0]);
@@ -449,12 +534,22 @@ async fn leader_failover_and_exactly_one_next_key_per_rotation() {
     }
     println!("scheduler taken over {:?} after SIGKILL", killed.elapsed());
 
-    // Run to just after the third rotation.
-    let third_rotation = second_rotation + 6;
-    let wait = (third_rotation + 2 - now()).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    // Run to just after the third rotation: the fourth key signs, the fifth is next, and the
+    // scheduler has recorded the activation.
+    rows_until(&db, Duration::from_secs(30), |keys| {
+        keys.len() >= 5 && keys[3].activate_at <= now()
+    })
+    .await;
+    let deadline = Instant::now() + REFRESH * 3;
+    while count_events(&db, "activated").await < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no activation recorded\n{}",
+            r.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let end = now();
-
     let keys = rows(&db).await;
     let first = keys.iter().map(|k| k.activate_at).min().unwrap();
     assert!(first >= t0);
@@ -556,16 +651,7 @@ async fn concurrent_admin_calls_leave_one_chain_and_one_next_key() {
         async move { req.send().await.unwrap().status().as_u16() }
     };
     for round in 0..3 {
-        let next = {
-            let r = r1
-                .http
-                .get(r1.url("/v1/key-sets"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await;
-            let v: Value = r.unwrap().json().await.unwrap();
-            v["key_sets"][0]["next_kid"].as_str().unwrap().to_string()
-        };
+        let next = next_kid(r1).await.unwrap();
         let revoke = |s| {
             call(
                 s,
@@ -622,15 +708,8 @@ async fn concurrent_admin_calls_leave_one_chain_and_one_next_key() {
                 .map(|(s, b)| (s, b["code"].clone()))
                 .collect::<Vec<_>>()
         );
-        // Let both views and the scheduler settle before the next round.
-        tokio::time::sleep(REFRESH * 2).await;
-        let keys = rows(&db).await;
-        assert_eq!(
-            next_keys(&keys, now()).len(),
-            1,
-            "round {round}: {keys:#?}\n{}",
-            r.logs()
-        );
+        // Before the next round: the store holds one next key and both replicas serve it.
+        settled(&[r1, r2], &db, REFRESH * 3).await;
     }
     let mut signs = Vec::new();
     for i in 0..20 {
@@ -742,7 +821,7 @@ async fn orphans_and_missing_keys_are_reported() {
     // A restarted leader (or the replica that takes its lease over) does not record the same
     // orphans twice.
     r.all[0].restart().await;
-    tokio::time::sleep(REFRESH * 2).await;
+    one_scheduler_round(&[&r.all[0], &second], REFRESH * 6).await;
     assert_eq!(count_events(&db, "orphan_found").await, 1);
     audit_verify(&second);
 }

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Map, Value, json};
 use signet::config::Config;
 use signet::keys::open_store;
-use signet::service::{Clock, Service, ServiceError};
+use signet::service::{Clock, Refusal, Service, ServiceError, SignJwt, Signed};
 
 #[derive(Debug)]
 struct ManualClock(AtomicI64);
@@ -31,6 +31,15 @@ fn claims(now: i64) -> Map<String, Value> {
         .as_object()
         .unwrap()
         .clone()
+}
+
+/// Signs `claims(now)` as the configured signer.
+async fn sign(service: &Service, now: i64) -> Signed {
+    let op = SignJwt::new(claims(now), Map::new());
+    service
+        .sign(&service.config.clients[0], "id", op)
+        .await
+        .unwrap()
 }
 
 fn jwks_kids(service: &Service) -> BTreeSet<String> {
@@ -96,10 +105,7 @@ async fn three_rotation_periods_with_a_moved_clock() {
         }
         // Key n (0-based) activates at t0 + n * PERIOD.
         let n = ((t - t0) / PERIOD) as usize;
-        let signed = service
-            .sign_jwt("test", "id", claims(t), Map::new())
-            .await
-            .unwrap();
+        let signed = sign(&service, t).await;
         assert_eq!(signed.kid, kids[n], "at +{}s key {n} signs", t - t0);
         let signer = records.iter().find(|r| r.kid == signed.kid).unwrap();
         if n > 0 {
@@ -168,19 +174,10 @@ async fn three_rotation_periods_with_a_moved_clock() {
     );
     let err = service.rotate("id", None, false, "test").await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            ServiceError::Conflict {
-                code: "min_publish_not_met",
-                ..
-            }
-        ),
+        matches!(err, ServiceError::Refused(Refusal::MinPublishNotMet { .. })),
         "{err:?}"
     );
-    let signed = service
-        .sign_jwt("test", "id", claims(t), Map::new())
-        .await
-        .unwrap();
+    let signed = sign(&service, t).await;
     assert_eq!(signed.kid, next.kid, "a refused rotation changes nothing");
     assert_eq!(
         service.rotate("id", None, true, "test").await.unwrap().kid,
@@ -190,10 +187,7 @@ async fn three_rotation_periods_with_a_moved_clock() {
     let t = t + 1;
     clock.0.store(t, Ordering::SeqCst);
     service.tick().await;
-    let signed = service
-        .sign_jwt("test", "id", claims(t), Map::new())
-        .await
-        .unwrap();
+    let signed = sign(&service, t).await;
     assert_eq!(
         signed.kid, fresh.kid,
         "a forced rotation takes effect at once"

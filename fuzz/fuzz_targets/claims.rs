@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use signet::signing::{ClaimPolicy, Profile};
+use signet::signing::{ClaimPolicy, Profile, TimePolicy};
 
 const PROFILES: [&str; 7] = [
     "id_token",
@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let policy = ClaimPolicy {
         issuer: "https://as.example.test",
-        max_lifetime_s: 3600,
-        clock_skew_s: 60,
+        times: TimePolicy {
+            max_lifetime_s: 3600,
+            clock_skew_s: 60,
+        },
     };
     let _ = profile.header(&map);
     for now in [0, 1_700_000_000, i64::MAX, i64::MIN] {

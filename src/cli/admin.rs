@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Base URL of the Signet admin API.
     #[arg(
         long,
@@ -22,7 +22,7 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// List the keys of one key set, or of every key set.
     List { set: Option<String> },
     /// Activate the next key now (or at --at); --force skips the min_publish check.
@@ -37,6 +37,8 @@ pub enum KeysCommand {
     /// Revoke a key (compromise): the next key takes over at once if it was the active one.
     Revoke {
         set: String,
+        /// A kid may begin with `-` (base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         reason: String,
@@ -52,11 +54,15 @@ pub enum KeysCommand {
         label: Option<String>,
     },
     /// Destroy the private object of an expired or revoked key (its public JWK is kept).
-    Destroy { set: String, kid: String },
+    Destroy {
+        set: String,
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Check the hash chain; fails naming the first bad row.
     Verify,
     /// Print events after a sequence number.
@@ -148,7 +154,7 @@ fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitC
     Ok((client, runtime))
 }
 
-pub fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
+pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
     let (client, rt) = match prepare(args) {
         Ok(v) => v,
         Err(code) => return code,
@@ -318,7 +324,7 @@ fn print_table(rows: &[[String; 6]]) {
     }
 }
 
-pub fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {
+pub(crate) fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {
     let (client, rt) = match prepare(args) {
         Ok(v) => v,
         Err(code) => return code,

@@ -11,8 +11,9 @@ use crate::config::Config;
 use crate::hsm::Backend;
 use crate::service::{BackendSlot, BackendState, hsm_signer, resolve_pin};
 use crate::signing::{Algorithm, SigningKey};
+use crate::support::Chain;
 
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     hsm: Option<&str>,
     alg: &str,
@@ -129,7 +130,7 @@ fn measure(
                             .map(|_| ())
                             .map_err(hsm_signer::sign_error),
                     }
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Chain(&e).to_string())?;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())

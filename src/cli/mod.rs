@@ -196,3 +196,27 @@ fn hsm_info(config: &Config) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_may_begin_with_a_hyphen() {
+        for args in [
+            ["signet", "keys", "destroy", "id", "-qAbC"].as_slice(),
+            &["signet", "keys", "revoke", "id", "-qAbC", "--reason", "r"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Keys { command, .. } = cli.command else {
+                panic!("{args:?}")
+            };
+            let kid = match command {
+                admin::KeysCommand::Destroy { kid, .. }
+                | admin::KeysCommand::Revoke { kid, .. } => kid,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(kid, "-qAbC");
+        }
+    }
+}

@@ -8,6 +8,7 @@
 mod objects;
 mod pool;
 mod scheme;
+mod token;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,10 +23,14 @@ use cryptoki::object::ObjectHandle;
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
 
+use crate::support::lock;
+
 pub use objects::{KeyAttributes, PublicKey};
 pub use scheme::{KeySpec, SignScheme};
+pub(crate) use token::{TokenDescription, list_tokens};
 
 use pool::Pool;
+use token::find_token;
 
 /// Where the token is and how to reach it.
 #[derive(Debug, Clone)]
@@ -68,7 +73,7 @@ impl HsmError {
     }
 
     /// The PKCS#11 return value, if this came from a call.
-    pub fn rv(&self) -> Option<RvError> {
+    pub(crate) fn rv(&self) -> Option<RvError> {
         match self {
             Self::Pkcs11 {
                 source: CkError::Pkcs11(rv, _),
@@ -84,7 +89,7 @@ impl HsmError {
     }
 
     /// Whether the device or its connection is gone (as opposed to a refused operation).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(
             self,
             Self::TokenNotFound(_) | Self::Module { .. } | Self::Unresponsive(_)
@@ -104,18 +109,6 @@ impl HsmError {
             )
         )
     }
-}
-
-/// What `signet hsm info` shows of a token.
-#[derive(Debug, Clone)]
-pub struct TokenDescription {
-    pub slot: u64,
-    pub label: String,
-    pub serial: String,
-    pub manufacturer: String,
-    pub model: String,
-    pub library: String,
-    pub mechanisms: Vec<MechanismType>,
 }
 
 /// One logged-in token.
@@ -185,24 +178,19 @@ impl Backend {
     /// Takes a failed context out of the process: its sessions are forgotten (closing them after
     /// a re-initialise could close a new session that reused the handle) and the module is
     /// finalised. Only call this when no other thread is inside a call on it.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         self.pool.forget_all();
         if self.initialized_here {
             let _ = self.pkcs11.finalize();
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
     pub fn description(&self) -> &TokenDescription {
         &self.description
-    }
-
-    /// Whether the token reports `mechanism`.
-    pub fn supports(&self, mechanism: MechanismType) -> bool {
-        self.mechanisms.contains(&mechanism)
     }
 
     /// Checks that the token can generate and sign for `spec` / `scheme`.
@@ -219,7 +207,7 @@ impl Backend {
     }
 
     /// Whether a session can still talk to the token and is logged in.
-    pub fn ping(&self) -> Result<(), HsmError> {
+    pub(crate) fn ping(&self) -> Result<(), HsmError> {
         self.pool.with_session(|s| {
             let info = s
                 .get_session_info()
@@ -244,20 +232,16 @@ impl Backend {
         session: &cryptoki::session::Session,
         id: &[u8],
     ) -> Result<ObjectHandle, HsmError> {
-        if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(id).copied()) {
+        if let Some(h) = lock(&self.handles).get(id).copied() {
             return Ok(h);
         }
         let h = objects::find_private(session, id)?;
-        if let Ok(mut m) = self.handles.lock() {
-            m.insert(id.to_vec(), h);
-        }
+        lock(&self.handles).insert(id.to_vec(), h);
         Ok(h)
     }
 
     fn forget_handle(&self, id: &[u8]) {
-        if let Ok(mut m) = self.handles.lock() {
-            m.remove(id);
-        }
+        lock(&self.handles).remove(id);
     }
 
     /// Signs `data` with the private key `id` under `scheme`.
@@ -314,7 +298,7 @@ impl Backend {
     }
 
     /// Makes the private key `id` sign-only (CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE false).
-    pub fn restrict_to_sign(&self, id: &[u8]) -> Result<(), HsmError> {
+    pub(crate) fn restrict_to_sign(&self, id: &[u8]) -> Result<(), HsmError> {
         self.pool.with_session(|s| objects::restrict_to_sign(s, id))
     }
 
@@ -333,79 +317,4 @@ impl Backend {
     pub fn pkcs11(&self) -> &Pkcs11 {
         &self.pkcs11
     }
-}
-
-/// Finds the configured token; slot ids are random in SoftHSM, so by label or serial only.
-fn find_token(
-    pkcs11: &Pkcs11,
-    config: &BackendConfig,
-) -> Result<(Slot, TokenDescription), HsmError> {
-    let wanted = match (&config.token_label, &config.token_serial) {
-        (Some(l), _) => format!("labelled `{l}`"),
-        (None, Some(s)) => format!("with serial `{s}`"),
-        (None, None) => "(none configured)".to_string(),
-    };
-    let library = pkcs11
-        .get_library_info()
-        .map(|i| format!("{} {}", i.manufacturer_id(), i.library_description()))
-        .unwrap_or_default();
-    let slots = pkcs11
-        .get_slots_with_token()
-        .map_err(HsmError::call("C_GetSlotList"))?;
-    for slot in slots {
-        let Ok(info) = pkcs11.get_token_info(slot) else {
-            continue;
-        };
-        let label_ok = config
-            .token_label
-            .as_deref()
-            .is_none_or(|l| info.label().trim() == l);
-        let serial_ok = config
-            .token_serial
-            .as_deref()
-            .is_none_or(|s| info.serial_number().trim() == s);
-        if label_ok && serial_ok && info.token_initialized() {
-            let mechanisms = pkcs11
-                .get_mechanism_list(slot)
-                .map_err(HsmError::call("C_GetMechanismList"))?;
-            let description = TokenDescription {
-                slot: slot.id(),
-                label: info.label().trim().to_string(),
-                serial: info.serial_number().trim().to_string(),
-                manufacturer: info.manufacturer_id().trim().to_string(),
-                model: info.model().trim().to_string(),
-                library,
-                mechanisms,
-            };
-            return Ok((slot, description));
-        }
-    }
-    Err(HsmError::TokenNotFound(wanted))
-}
-
-/// Every token the module shows, for `signet hsm info` before a token is configured.
-pub fn list_tokens(module: &std::path::Path) -> Result<Vec<(u64, String, String)>, HsmError> {
-    let module_err = |source| HsmError::Module {
-        path: module.display().to_string(),
-        source,
-    };
-    let pkcs11 = Pkcs11::new(module).map_err(module_err)?;
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(module_err(e)),
-    }
-    let mut out = Vec::new();
-    for slot in pkcs11
-        .get_slots_with_token()
-        .map_err(HsmError::call("C_GetSlotList"))?
-    {
-        if let Ok(info) = pkcs11.get_token_info(slot) {
-            out.push((
-                slot.id(),
-                info.label().trim().to_string(),
-                info.serial_number().trim().to_string(),
-            ));
-        }
-    }
-    Ok(out)
 }

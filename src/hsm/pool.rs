@@ -2,6 +2,7 @@
 //! operation on a blocking thread; a session the token no longer knows is replaced (and the user
 //! logged in again when needed) and the operation retried once.
 
+use std::panic::Location;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use cryptoki::slot::Slot;
 use secrecy::SecretString;
 
 use super::HsmError;
+use crate::support::{lock, recovered};
 
 pub(super) struct Pool {
     pkcs11: Pkcs11,
@@ -23,7 +25,7 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub fn open(
+    pub(crate) fn open(
         pkcs11: &Pkcs11,
         slot: Slot,
         size: usize,
@@ -42,9 +44,7 @@ impl Pool {
         for _ in 0..size {
             sessions.push(pool.fresh_session()?);
         }
-        if let Ok(mut idle) = pool.idle.lock() {
-            *idle = sessions;
-        }
+        *lock(&pool.idle) = sessions;
         Ok(pool)
     }
 
@@ -62,7 +62,7 @@ impl Pool {
 
     fn checkout(&self) -> Result<Session, HsmError> {
         let deadline = Instant::now() + self.checkout_timeout;
-        let mut idle = self.idle.lock().map_err(|_| HsmError::Busy)?;
+        let mut idle = lock(&self.idle);
         loop {
             if let Some(s) = idle.pop() {
                 return Ok(s);
@@ -71,33 +71,28 @@ impl Pool {
             if left.is_zero() {
                 return Err(HsmError::Busy);
             }
-            idle = self
-                .freed
-                .wait_timeout(idle, left)
-                .map_err(|_| HsmError::Busy)?
-                .0;
+            idle = match self.freed.wait_timeout(idle, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => recovered(poisoned, Location::caller()).0,
+            };
         }
     }
 
     fn checkin(&self, session: Session) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(session);
-        }
+        lock(&self.idle).push(session);
         self.freed.notify_one();
     }
 
     /// Forgets every idle session without closing it (see `Backend::shutdown`).
-    pub fn forget_all(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            for s in idle.drain(..) {
-                std::mem::forget(s);
-            }
+    pub(crate) fn forget_all(&self) {
+        for s in lock(&self.idle).drain(..) {
+            std::mem::forget(s);
         }
     }
 
     /// Runs `f` with a borrowed session. If the session turns out to be dead, it is replaced and
     /// `f` runs once more on the new one.
-    pub fn with_session<T>(
+    pub(crate) fn with_session<T>(
         &self,
         f: impl Fn(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {

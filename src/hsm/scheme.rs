@@ -91,7 +91,7 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
 /// What goes to C_SignInit / C_Sign.
 pub(super) struct Prepared {
     kind: PreparedKind,
-    pub input: Vec<u8>,
+    pub(crate) input: Vec<u8>,
 }
 
 enum PreparedKind {
@@ -102,7 +102,7 @@ enum PreparedKind {
 }
 
 impl Prepared {
-    pub fn mechanism(&self) -> Mechanism<'static> {
+    pub(crate) fn mechanism(&self) -> Mechanism<'static> {
         match self.kind {
             PreparedKind::Ecdsa => Mechanism::Ecdsa,
             PreparedKind::Eddsa => Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(

@@ -1,7 +1,7 @@
 //! Admin and auditor routes: key lists, rotate, revoke, import, destroy, the audit trail.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,60 +10,24 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::openapi::ProblemDoc;
-use super::problem::{ApiJson, Problem};
+use super::problem::{ApiJson, ApiQuery, Problem};
 use crate::config::Role;
-use crate::keys::{KeyRecord, KeyState, NewEvent};
-use crate::service::{ImportBy, ServiceError};
-use crate::signing::PublicKey;
+use crate::service::{ImportBy, KeyListing, Rfc3339, ServiceError};
+use crate::support::Chain;
 
-pub fn rfc3339(t: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn key_json(k: &KeyRecord, state: KeyState) -> Value {
-    let jwk = PublicKey::from_jwk(&k.public_jwk)
-        .map(|p| Value::Object(p.to_jwk(&k.kid, &k.alg)))
-        .unwrap_or(Value::Null);
-    let mut v = json!({
-        "kid": k.kid,
-        "state": state.name(),
-        "published": state.is_published(),
-        "alg": k.alg,
-        "origin": k.origin.name(),
-        "hsm": k.hsm,
-        "hsm_id": hex::encode(&k.hsm_id),
-        "created_at": rfc3339(k.created_at),
-        "activate_at": rfc3339(k.activate_at),
-        "revoked_at": k.revoked_at.map(rfc3339),
-        "revoke_reason": k.revoke_reason,
-        "destroyed_at": k.destroyed_at.map(rfc3339),
-        "jwk": jwk,
-    });
-    match state {
-        KeyState::Retired { until } => v["retired_until"] = json!(rfc3339(until)),
-        KeyState::Expired { since } => v["expired_since"] = json!(rfc3339(since)),
-        _ => {}
-    }
-    v
-}
-
-fn keys_json(state: &AppState, set: &str) -> Result<Value, Problem> {
-    let keys = state.service.keys_with_state(set)?;
-    Ok(json!({
-        "key_set": set,
-        "keys": keys.iter().map(|(k, s)| key_json(k, *s)).collect::<Vec<_>>(),
-    }))
+/// The key listing of `set` as JSON, for the answers that add members to it.
+fn listing(state: &AppState, set: &str) -> Result<Value, Problem> {
+    Ok(json!(state.service.key_listing(set)?))
 }
 
 #[utoipa::path(get, path = "/v1/key-sets/{set}/keys", tag = "admin", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "every key with its state"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<KeyListing>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    Ok(Json(keys_json(&state, &set)?))
+    Ok(Json(state.service.key_listing(&set)?))
 }
 
 /// Records a refused admin call, then returns its problem.
@@ -75,25 +39,26 @@ async fn refused(
     e: ServiceError,
 ) -> Problem {
     let problem = Problem::from(e);
-    let event = NewEvent::new(state.service.now(), caller.name(), "refused")
-        .set(set)
-        .detail(json!({ "call": call, "code": problem.code, "detail": problem.detail }));
-    if let Err(e) = state.service.audit(event).await {
-        tracing::error!(error = %e, "cannot record a refused admin call");
+    if let Err(e) = state
+        .service
+        .audit_refusal(caller.name(), call, set, problem.code, &problem.detail)
+        .await
+    {
+        tracing::error!(error = %Chain(&e), "cannot record a refused admin call");
     }
     problem
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateRequest {
+pub(crate) struct RotateRequest {
     activate_at: Option<String>,
     #[serde(default)]
     force: bool,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/rotate", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body(content = RotateRequest, description = "optional"), responses((status = 200, description = "the next key activates at the given time"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn rotate(
+pub(crate) async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -105,13 +70,8 @@ pub async fn rotate(
     let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("rotate body: {e}"),
-            )
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::new("invalid_request", format!("rotate body: {e}")))?
     };
     let at = match &req.activate_at {
         None => None,
@@ -120,13 +80,7 @@ pub async fn rotate(
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs() as i64)
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_time",
-                        "activate_at must be RFC 3339",
-                    )
-                })?,
+                .ok_or_else(|| Problem::new("invalid_time", "activate_at must be RFC 3339"))?,
         ),
     };
     match state
@@ -135,9 +89,9 @@ pub async fn rotate(
         .await
     {
         Ok(k) => {
-            let mut out = keys_json(&state, &set)?;
+            let mut out = listing(&state, &set)?;
             out["rotated_to"] = json!(k.kid);
-            out["activate_at"] = json!(rfc3339(k.activate_at));
+            out["activate_at"] = json!(Rfc3339(k.activate_at));
             Ok(Json(out))
         }
         Err(e) => Err(refused(&state, &caller, "rotate", &set, e).await),
@@ -146,14 +100,14 @@ pub async fn rotate(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     reason: String,
     #[serde(default)]
     force: bool,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/keys/{kid}/revoke", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), request_body = RevokeRequest, responses((status = 200, description = "revoked; a revoked active key hands over to the next key at once"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
@@ -167,7 +121,7 @@ pub async fn revoke(
         .await
     {
         Ok(promoted) => {
-            let mut out = keys_json(&state, &set)?;
+            let mut out = listing(&state, &set)?;
             out["revoked"] = json!(kid);
             out["promoted"] = json!(promoted);
             Ok(Json(out))
@@ -178,13 +132,13 @@ pub async fn revoke(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest {
+pub(crate) struct ImportRequest {
     id: Option<String>,
     label: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
-pub async fn import(
+pub(crate) async fn import(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
@@ -197,28 +151,19 @@ pub async fn import(
         (None, Some(label)) => ImportBy::Label(label),
         _ => {
             return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "give exactly one of `id` (CKA_ID in hex) or `label` (CKA_LABEL)",
             ));
         }
     };
     match state.service.import(&set, by, caller.name()).await {
-        Ok(k) => {
-            let now = state.service.now();
-            let state_now = if k.activate_at > now {
-                KeyState::Next
-            } else {
-                KeyState::Active
-            };
-            Ok((StatusCode::CREATED, Json(key_json(&k, state_now))).into_response())
-        }
+        Ok(entry) => Ok((StatusCode::CREATED, Json(entry)).into_response()),
         Err(e) => Err(refused(&state, &caller, "import", &set, e).await),
     }
 }
 
 #[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed; the public JWK stays"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn destroy(
+pub(crate) async fn destroy(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
@@ -226,29 +171,23 @@ pub async fn destroy(
     caller.require(&[Role::Admin])?;
     state.service.key_set(&set)?;
     match state.service.destroy(&set, &kid, caller.name()).await {
-        Ok(_) => {
-            let keys = state.service.keys_with_state(&set)?;
-            let (k, s) = keys.iter().find(|(k, _)| k.kid == kid).ok_or_else(|| {
-                Problem::new(StatusCode::NOT_FOUND, "key_not_found", "the key vanished")
-            })?;
-            Ok(Json(key_json(k, *s)))
-        }
+        Ok(entry) => Ok(Json(json!(entry))),
         Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
     }
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     #[serde(default)]
     after: i64,
     limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(("after" = Option<i64>, Query, description = "events with seq > after"), ("limit" = Option<i64>, Query, description = "at most this many (1-1000, default 100)")), responses((status = 200, description = "audit events"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn audit(
+pub(crate) async fn audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor])?;
     let events = state
@@ -262,7 +201,7 @@ pub async fn audit(
             let detail: Value =
                 serde_json::from_str(&e.detail).unwrap_or(Value::String(e.detail.clone()));
             json!({
-                "seq": e.seq, "at": rfc3339(e.at), "actor": e.actor, "action": e.action,
+                "seq": e.seq, "at": Rfc3339(e.at), "actor": e.actor, "action": e.action,
                 "key_set": e.key_set, "kid": e.kid, "detail": detail,
                 "prev_hash": e.prev_hash, "hash": e.hash,
             })
@@ -272,17 +211,15 @@ pub async fn audit(
 }
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "the hash chain holds"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn audit_verify(
+pub(crate) async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor])?;
     match state.service.audit_verify().await? {
         Ok(n) => Ok(Json(json!({ "ok": true, "events": n }))),
-        Err(brk) => Err(
-            Problem::new(StatusCode::CONFLICT, "audit_chain_broken", brk.to_string())
-                .with_member("first_bad_seq", json!(brk.seq))
-                .with_member("reason", json!(brk.reason)),
-        ),
+        Err(brk) => Err(Problem::new("audit_chain_broken", brk.to_string())
+            .with_member("first_bad_seq", json!(brk.seq))
+            .with_member("reason", json!(brk.reason))),
     }
 }

@@ -2,15 +2,14 @@
 //!
 //! A caller is a `[[client]]`, recognised by a verified TLS client certificate (subject CN or a
 //! SAN URI/DNS name; the identity comes from `tls` as `ConnectInfo<TlsPeer>`) or by a bearer
-//! token (matched by its SHA-256). Then its quota is charged (`quota`). Routes check the role and
-//! the key set.
+//! token (matched by its SHA-256). Then its quota is charged (`quota`). Admin routes check the
+//! role; whether a client may sign with a key set is the service's decision.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
@@ -22,7 +21,7 @@ use crate::config::{ClientAuth, ClientConfig, Role};
 
 /// The configured clients by what identifies them, and their quota buckets.
 #[derive(Debug, Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     by_token: HashMap<[u8; 32], Arc<ClientConfig>>,
     by_subject: HashMap<String, Arc<ClientConfig>>,
     /// SAN URIs as written, SAN DNS names lower-cased.
@@ -31,7 +30,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(clients: &[ClientConfig]) -> Self {
+    pub(crate) fn new(clients: &[ClientConfig]) -> Self {
         let mut c = Clients {
             limiter: Limiter::new(clients, Instant::now()),
             ..Clients::default()
@@ -73,12 +72,10 @@ impl Clients {
         match found.as_slice() {
             [one] => Ok(Arc::clone(one)),
             [] => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
                 "unknown_client_certificate",
                 "the client certificate verified but names no configured client",
             )),
             several => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
                 "ambiguous_client_certificate",
                 format!(
                     "the client certificate names {} clients; give each client its own \
@@ -95,7 +92,6 @@ impl Clients {
             .check(&client.name, Instant::now())
             .map_err(|seconds| {
                 Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!("client `{}` is over its request quota", client.name),
                 )
@@ -106,42 +102,28 @@ impl Clients {
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<ClientConfig>);
+pub(crate) struct Caller(pub Arc<ClientConfig>);
 
 impl Caller {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.0.name
     }
 
     /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<(), Problem> {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
             Err(Problem::new(
-                StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("client `{}` may not call this route", self.0.name),
             ))
         }
     }
 
-    /// 403 unless the caller is a signer allowed to use key set `set`.
-    pub fn may_sign(&self, set: &str) -> Result<(), Problem> {
-        self.require(&[Role::Signer])?;
-        let allowed = match &self.0.key_sets {
-            None => true,
-            Some(sets) => sets.iter().any(|s| s == set),
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("client `{}` may not sign with key set `{set}`", self.0.name),
-            ))
-        }
+    /// The client's configuration, for the service to decide what it may do.
+    pub(crate) fn client(&self) -> &ClientConfig {
+        &self.0
     }
 }
 
@@ -165,14 +147,12 @@ impl FromRequestParts<AppState> for Caller {
             (Some(c), Some(t)) if c.name == t.name => c,
             (Some(_), Some(_)) => {
                 return Err(Problem::new(
-                    StatusCode::UNAUTHORIZED,
                     "conflicting_credentials",
                     "the client certificate and the bearer token name different clients",
                 ));
             }
             (None, None) => {
                 return Err(Problem::new(
-                    StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     "a bearer token or a client certificate is required",
                 ));
@@ -194,20 +174,10 @@ fn bearer(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "use Authorization: Bearer <token>",
-            )
-        })?;
-    clients.by_bearer(token).ok_or_else(|| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the bearer token is not known",
-        )
-    })
+        .ok_or_else(|| Problem::new("unauthorized", "use Authorization: Bearer <token>"))?;
+    clients
+        .by_bearer(token)
+        .ok_or_else(|| Problem::new("invalid_token", "the bearer token is not known"))
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 
 mod admin;
 mod auth;
+mod codes;
 mod conn;
 mod http_sig;
 mod listener;
-pub mod observe;
+pub(crate) mod observe;
 mod openapi;
 mod problem;
 mod quota;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,20 +31,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{Caller, Clients};
-pub use problem::Problem;
+pub(crate) use auth::Clients;
+pub use codes::{CODES, ProblemCode};
+pub(crate) use problem::Problem;
 
 use crate::service::Service;
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    pub service: Arc<Service>,
-    pub clients: Arc<Clients>,
+    pub(crate) service: Arc<Service>,
+    pub(crate) clients: Arc<Clients>,
     /// The Prometheus recorder's handle, when this process installed one.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Set when the drain after SIGTERM starts; `/readyz` then answers 503.
-    pub drain: server::Drain,
+    pub(crate) drain: server::Drain,
 }
 
 impl AppState {
@@ -58,7 +59,7 @@ impl AppState {
         }
     }
 
-    pub fn with_metrics(
+    pub(crate) fn with_metrics(
         mut self,
         handle: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
@@ -102,15 +103,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    Problem::new("not_found", "no such route")
 }
 
 async fn method_not_allowed() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    Problem::new("method_not_allowed", "method not allowed on this route")
 }
 
 /// Every request has a deadline; past it the caller gets 503 and may retry.
@@ -119,14 +116,12 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             "request_timeout",
             format!(
                 "the request did not complete within {}",
                 humantime::format_duration(limit)
             ),
         )
-        .with_retry_after(1)
         .into_response(),
     }
 }

@@ -14,8 +14,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::keys::lifecycle;
-use crate::service::BackendState;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -25,7 +23,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// Installs the process-wide Prometheus recorder (once, at start-up).
-pub fn install_recorder() -> Option<PrometheusHandle> {
+pub(crate) fn install_recorder() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets(BUCKETS)
         .ok()?
@@ -50,7 +48,7 @@ fn sane(id: &str) -> bool {
 }
 
 /// Request id, span, access log and request metrics.
-pub async fn observe(req: Request, next: Next) -> Response {
+pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -87,7 +85,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`: gauges of the current state are set at scrape time, then everything rendered.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
         return (
             StatusCode::NOT_FOUND,
@@ -95,32 +93,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    let service = &state.service;
-    for slot in &service.backends {
-        let name = slot.name().to_string();
+    let gauges = state.service.gauges();
+    for b in gauges.backends {
+        let hsm = b.hsm;
         // Counters that only move on incidents are shown from the start, at zero.
-        metrics::counter!("signet_hsm_recoveries_total", "hsm" => name.clone()).increment(0);
-        metrics::counter!("signet_hsm_failures_total", "hsm" => name.clone()).increment(0);
-        let (waiting, running) = slot.load();
-        let up = matches!(slot.state(), BackendState::Up(_));
-        metrics::gauge!("signet_hsm_up", "hsm" => name.clone()).set(if up { 1.0 } else { 0.0 });
-        metrics::gauge!("signet_hsm_sessions", "hsm" => name.clone(), "state" => "in_use")
-            .set(running as f64);
-        metrics::gauge!("signet_hsm_sessions", "hsm" => name.clone(), "state" => "idle")
-            .set(slot.config.sessions.saturating_sub(running) as f64);
-        metrics::gauge!("signet_hsm_queue_depth", "hsm" => name).set(waiting as f64);
+        metrics::counter!("signet_hsm_recoveries_total", "hsm" => hsm.clone()).increment(0);
+        metrics::counter!("signet_hsm_failures_total", "hsm" => hsm.clone()).increment(0);
+        metrics::gauge!("signet_hsm_up", "hsm" => hsm.clone()).set(if b.up { 1.0 } else { 0.0 });
+        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "in_use")
+            .set(b.sessions_in_use as f64);
+        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "idle")
+            .set(b.sessions_idle as f64);
+        metrics::gauge!("signet_hsm_queue_depth", "hsm" => hsm).set(b.queue_depth as f64);
     }
-    let now = service.now();
-    let view = service.view();
-    for set in &service.config.key_sets {
-        let records = view.records(&set.name);
-        let next = lifecycle::next(records, now).map_or(0, |k| k.activate_at - now);
-        metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => set.name.clone())
-            .set(next as f64);
-        let published =
-            lifecycle::published(records, set.policy.retain.as_secs() as i64, now).len();
-        metrics::gauge!("signet_key_set_published_keys", "key_set" => set.name.clone())
-            .set(published as f64);
+    for k in gauges.key_sets {
+        metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => k.key_set.clone())
+            .set(k.next_rotation_s as f64);
+        metrics::gauge!("signet_key_set_published_keys", "key_set" => k.key_set)
+            .set(k.published_keys as f64);
     }
     handle.run_upkeep();
     (

@@ -7,30 +7,30 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 /// An RFC 9457 problem as Signet sends it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProblemDoc {
+pub(crate) struct ProblemDoc {
     /// `https://signet.dev/problems/<code>`
     pub r#type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
+    pub(crate) title: String,
+    pub(crate) status: u16,
+    pub(crate) detail: String,
     /// Stable, greppable error code, e.g. `claim_missing`, `hsm_unavailable`.
-    pub code: String,
+    pub(crate) code: String,
 }
 
 /// What a sign route returns (`jwt` for sign/jwt, `jws` for sign/jws).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SignedDoc {
-    pub jwt: String,
+pub(crate) struct SignedDoc {
+    pub(crate) jwt: String,
     /// RFC 7638 thumbprint of the signing key.
-    pub kid: String,
-    pub alg: String,
+    pub(crate) kid: String,
+    pub(crate) alg: String,
 }
 
 /// A JWK Set of public keys (`kid`, `kty`, `alg`, `use: "sig"` and public members only).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JwksDoc {
+pub(crate) struct JwksDoc {
     #[schema(value_type = Vec<Object>)]
-    pub keys: Vec<serde_json::Value>,
+    pub(crate) keys: Vec<serde_json::Value>,
 }
 
 struct BearerAuth;
@@ -51,4 +51,4 @@ impl Modify for BearerAuth {
     components(schemas(ProblemDoc, SignedDoc, JwksDoc)),
     modifiers(&BearerAuth)
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;

@@ -1,47 +1,54 @@
-//! RFC 9457 problem responses with a stable `code`, the one error type every handler returns, and a
-//! JSON extractor whose rejections use the same format.
+//! RFC 9457 problem responses with a stable `code`, the one error type every handler returns, the
+//! one mapping of service errors to codes, and the JSON body and query-string extractors whose
+//! rejections use the same format. Statuses come from the table in `http::codes`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::service::ServiceError;
+use super::codes;
+use crate::keys::StoreError;
+use crate::service::{Invalid, Refusal, ServiceError};
 use crate::signing::SignError;
+use crate::support::Chain;
 
 /// An error as the caller sees it.
 #[derive(Debug)]
-pub struct Problem {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub detail: String,
-    pub retry_after: Option<u64>,
+pub(crate) struct Problem {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
+    pub(crate) retry_after: Option<u64>,
     /// Extension members (RFC 9457 3.2).
-    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    pub(crate) members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with `code`, its status (and `Retry-After`) from `http::codes`.
+    pub(crate) fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        let entry = codes::lookup(code);
         Self {
-            status,
+            status: entry.status,
             code,
             detail: detail.into(),
-            retry_after: None,
+            retry_after: entry.retry_after,
             members: None,
         }
     }
 
-    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+    pub(crate) fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
         self.members
             .get_or_insert_default()
             .insert(name.to_string(), value);
         self
     }
 
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
@@ -76,76 +83,95 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Domain to HTTP, in one place: each kind of service error gets its code. Internal detail (the
+/// causes of a 5xx) goes to the log, not to the caller.
 impl From<ServiceError> for Problem {
     fn from(e: ServiceError) -> Self {
-        use StatusCode as S;
         match e {
-            ServiceError::KeySetNotFound(_) => {
-                Problem::new(S::NOT_FOUND, "key_set_not_found", e.to_string())
-            }
-            ServiceError::WrongProfile { .. } => {
-                Problem::new(S::BAD_REQUEST, "wrong_profile", e.to_string())
-            }
-            ServiceError::Policy(p) => Problem::new(S::BAD_REQUEST, p.code(), p.to_string()),
-            ServiceError::BadRequest { code, message } => {
-                Problem::new(S::BAD_REQUEST, code, message)
-            }
-            ServiceError::NotFound { code, message } => Problem::new(S::NOT_FOUND, code, message),
-            ServiceError::Conflict { code, message } => Problem::new(S::CONFLICT, code, message),
-            ServiceError::NoActiveKey(_) => {
-                Problem::new(S::SERVICE_UNAVAILABLE, "no_active_key", e.to_string())
-                    .with_retry_after(5)
-            }
             ServiceError::Sign(s) => s.into(),
-            // A change another replica committed first (the transaction re-checked and refused).
-            ServiceError::Store(crate::keys::StoreError::Conflict(m)) => {
-                Problem::new(S::CONFLICT, "concurrent_change", m)
-            }
-            ServiceError::Store(s) => {
-                tracing::error!(error = %s, "store failure");
-                Problem::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the metadata store is unavailable",
-                )
-                .with_retry_after(5)
-            }
-            ServiceError::Start(m) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal", m),
+            ServiceError::Store(s) => store_problem(s),
+            ServiceError::KeyUnusable { .. } | ServiceError::Internal(_) => internal(&e),
+            e => Problem::new(code(&e), e.to_string()),
+        }
+    }
+}
+
+/// The code of a service error the caller can act on.
+fn code(e: &ServiceError) -> &'static str {
+    match e {
+        ServiceError::KeySetNotFound(_) => "key_set_not_found",
+        ServiceError::Forbidden { .. } => "forbidden",
+        ServiceError::WrongProfile { .. } => "wrong_profile",
+        ServiceError::Policy(p) => p.code(),
+        ServiceError::Message(m) => m.code(),
+        ServiceError::PayloadNotBase64url(_) => "payload_not_base64url",
+        ServiceError::NoActiveKey(_) => "no_active_key",
+        ServiceError::KeyNotFound { .. } => "key_not_found",
+        ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",
+        ServiceError::Refused(r) => refusal_code(r),
+        ServiceError::Invalid(i) => invalid_code(i),
+        ServiceError::Sign(_) => "hsm_error",
+        ServiceError::Store(_) => "store_unavailable",
+        ServiceError::KeyUnusable { .. } | ServiceError::Internal(_) => "internal",
+    }
+}
+
+/// A corrupt stored key or a bug: 500, the detail in the log only.
+fn internal(e: &(dyn std::error::Error + 'static)) -> Problem {
+    tracing::error!(error = %Chain(e), "internal error");
+    Problem::new("internal", "internal error; see the service log")
+}
+
+fn refusal_code(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::MinPublishNotMet { .. } => "min_publish_not_met",
+        Refusal::NoNextKey(_) => "no_next_key",
+        Refusal::AlreadyRevoked(_) => "already_revoked",
+        Refusal::AlreadyDestroyed(_) => "already_destroyed",
+        Refusal::KeyInUse { .. } => "key_in_use",
+        Refusal::KeyExists(_) => "key_exists",
+    }
+}
+
+fn invalid_code(i: &Invalid) -> &'static str {
+    match i {
+        Invalid::ReasonRequired => "reason_required",
+        Invalid::ActivateAtInPast => "activate_at_in_past",
+        Invalid::Id(_) => "invalid_id",
+        Invalid::KeyNotProtected => "key_not_protected",
+        Invalid::KeyTypeMismatch(_) => "key_type_mismatch",
+    }
+}
+
+fn store_problem(e: StoreError) -> Problem {
+    match e {
+        // A change another replica committed first (the transaction re-checked and refused).
+        StoreError::Conflict(m) => Problem::new("concurrent_change", m),
+        StoreError::Corrupt(_) => internal(&e),
+        e => {
+            tracing::error!(error = %Chain(&e), "store failure");
+            Problem::new("store_unavailable", "the metadata store is unavailable")
         }
     }
 }
 
 impl From<SignError> for Problem {
     fn from(e: SignError) -> Self {
-        use StatusCode as S;
         // Internal detail goes to the log; the caller gets a stable code and a short reason.
-        tracing::warn!(error = %e, "signing failed");
+        tracing::warn!(error = %Chain(&e), "signing failed");
         match e {
-            SignError::Unavailable(_) => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "hsm_unavailable",
-                "the key's HSM is unavailable",
-            )
-            .with_retry_after(2),
-            SignError::Busy => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "hsm_busy",
-                "every HSM session is busy",
-            )
-            .with_retry_after(1),
-            SignError::Timeout => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "hsm_timeout",
-                "the HSM did not answer in time",
-            )
-            .with_retry_after(2),
+            SignError::Unavailable(_) => {
+                Problem::new("hsm_unavailable", "the key's HSM is unavailable")
+            }
+            SignError::Busy => Problem::new("hsm_busy", "every HSM session is busy"),
+            SignError::Timeout => Problem::new("hsm_timeout", "the HSM did not answer in time"),
             SignError::SelfCheckFailed(_) => Problem::new(
-                S::INTERNAL_SERVER_ERROR,
                 "signature_self_check_failed",
                 "the HSM returned a signature that does not verify; it was withheld",
             ),
-            SignError::Failed(_) | SignError::Key(_) => {
-                Problem::new(S::BAD_GATEWAY, "hsm_error", "the HSM refused the operation")
+            SignError::Failed(_) => Problem::new("hsm_error", "the HSM refused the operation"),
+            SignError::Internal(_) => {
+                Problem::new("internal", "internal error; see the service log")
             }
         }
     }
@@ -153,7 +179,7 @@ impl From<SignError> for Problem {
 
 /// `Json<T>` whose rejections are problems: 400 `malformed_json`, 400 `invalid_request` (wrong
 /// shape), 413 `payload_too_large`, 415 `unsupported_media_type`.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
@@ -167,24 +193,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_problem(r: JsonRejection) -> Problem {
-    use StatusCode as S;
     match r {
-        JsonRejection::JsonDataError(e) => {
-            Problem::new(S::BAD_REQUEST, "invalid_request", e.body_text())
-        }
-        JsonRejection::JsonSyntaxError(e) => {
-            Problem::new(S::BAD_REQUEST, "malformed_json", e.body_text())
-        }
+        JsonRejection::JsonDataError(e) => Problem::new("invalid_request", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => Problem::new("malformed_json", e.body_text()),
         JsonRejection::MissingJsonContentType(_) => Problem::new(
-            S::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send Content-Type: application/json",
         ),
-        other if other.status() == S::PAYLOAD_TOO_LARGE => Problem::new(
-            S::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        ),
-        other => Problem::new(S::BAD_REQUEST, "invalid_request", other.body_text()),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new("payload_too_large", "the request body is too large")
+        }
+        other => Problem::new("invalid_request", other.body_text()),
     }
+}
+
+/// `Query<T>` whose rejection is a problem: 400 `invalid_request` naming what did not parse.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(query_problem(rejection)),
+        }
+    }
+}
+
+fn query_problem(r: QueryRejection) -> Problem {
+    Problem::new(
+        "invalid_request",
+        format!("query string: {}", r.body_text()),
+    )
 }

@@ -12,7 +12,7 @@ use crate::config::{ClientConfig, Quota};
 
 /// The buckets of every client with a quota, by client name.
 #[derive(Debug, Default)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     buckets: HashMap<String, Mutex<Bucket>>,
 }
 
@@ -28,7 +28,7 @@ struct Bucket {
 
 impl Limiter {
     /// Full buckets at `now` for the clients that have a quota.
-    pub fn new(clients: &[ClientConfig], now: Instant) -> Self {
+    pub(crate) fn new(clients: &[ClientConfig], now: Instant) -> Self {
         let buckets = clients
             .iter()
             .filter_map(|c| {
@@ -42,7 +42,7 @@ impl Limiter {
     /// Takes one request from `client`'s bucket at `now`. `Err(seconds)`: the bucket is empty and
     /// the next request fits in that many whole seconds (at least 1, for `Retry-After`).
     /// Clients without a quota always pass.
-    pub fn check(&self, client: &str, now: Instant) -> Result<(), u64> {
+    pub(crate) fn check(&self, client: &str, now: Instant) -> Result<(), u64> {
         let Some(bucket) = self.buckets.get(client) else {
             return Ok(());
         };

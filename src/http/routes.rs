@@ -12,13 +12,12 @@ use super::auth::Caller;
 use super::openapi::{JwksDoc, ProblemDoc, SignedDoc};
 use super::problem::{ApiJson, Problem};
 use crate::config::Role;
-use crate::keys::lifecycle;
-use crate::service::Signed;
+use crate::service::{SignJws, SignJwt, Signed};
 
 /// `POST /v1/key-sets/{set}/sign/jwt`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignJwtRequest {
+pub(crate) struct SignJwtRequest {
     /// The JWT claims, signed as sent after the profile's checks.
     #[schema(value_type = Object)]
     claims: Map<String, Value>,
@@ -31,7 +30,7 @@ pub struct SignJwtRequest {
 /// `POST /v1/key-sets/{set}/sign/jws` (profile `generic`)
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignJwsRequest {
+pub(crate) struct SignJwsRequest {
     /// base64url of the payload.
     payload: String,
     #[serde(default)]
@@ -46,41 +45,33 @@ fn signed(field: &str, s: Signed) -> Json<Value> {
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jwt", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwtRequest, responses((status = 200, description = "the signed JWT", body = SignedDoc), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn sign_jwt(
+pub(crate) async fn sign_jwt(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
     ApiJson(req): ApiJson<SignJwtRequest>,
 ) -> Result<Json<Value>, Problem> {
-    state.service.key_set(&set)?;
-    caller.may_sign(&set)?;
-    let s = state
-        .service
-        .sign_jwt(caller.name(), &set, req.claims, req.header)
-        .await?;
+    let op = SignJwt::new(req.claims, req.header);
+    let s = state.service.sign(caller.client(), &set, op).await?;
     tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWT");
     Ok(signed("jwt", s))
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/sign/jws", tag = "signing", params(("set" = String, Path, description = "key set name")), request_body = SignJwsRequest, responses((status = 200, description = "the JWS"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn sign_jws(
+pub(crate) async fn sign_jws(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
     ApiJson(req): ApiJson<SignJwsRequest>,
 ) -> Result<Json<Value>, Problem> {
-    state.service.key_set(&set)?;
-    caller.may_sign(&set)?;
-    let s = state
-        .service
-        .sign_jws(caller.name(), &set, &req.payload, req.header, req.detached)
-        .await?;
+    let op = SignJws::new(req.payload, req.header, req.detached);
+    let s = state.service.sign(caller.client(), &set, op).await?;
     tracing::debug!(client = caller.name(), key_set = %set, kid = %s.kid, "signed JWS");
     Ok(signed("jws", s))
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "jwks", responses((status = 200, description = "every published public key; Cache-Control max-age and a strong ETag", body = JwksDoc), (status = 304, description = "If-None-Match matched")))]
-pub async fn jwks_all(
+pub(crate) async fn jwks_all(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -88,7 +79,7 @@ pub async fn jwks_all(
 }
 
 #[utoipa::path(get, path = "/v1/key-sets/{set}/jwks", tag = "jwks", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "the key set's published public keys", body = JwksDoc), (status = 304, description = "If-None-Match matched"), (status = 404, description = "unknown key set", body = ProblemDoc)))]
-pub async fn jwks_set(
+pub(crate) async fn jwks_set(
     State(state): State<AppState>,
     Path(set): Path<String>,
     headers: HeaderMap,
@@ -123,98 +114,31 @@ fn jwks(state: &AppState, set: Option<&str>, headers: &HeaderMap) -> Result<Resp
         .into_response())
 }
 
-use super::admin::rfc3339;
-
 #[utoipa::path(get, path = "/v1/key-sets", tag = "admin", responses((status = 200, description = "key sets with active and next kids"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn key_sets(
+pub(crate) async fn key_sets(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    let service = &state.service;
-    let now = service.now();
-    let view = service.view();
-    let sets: Vec<Value> = service
-        .config
-        .key_sets
-        .iter()
-        .map(|s| {
-            let records = view.records(&s.name);
-            let active = lifecycle::active(records, now);
-            let next = lifecycle::next(records, now);
-            json!({
-                "name": s.name,
-                "profile": s.profile.name(),
-                "alg": s.alg.http_name().filter(|_| s.profile == crate::signing::Profile::HttpMessage)
-                    .unwrap_or(s.alg.jose_name()),
-                "hsm": service.backends[s.hsm].config.name,
-                "issuer": s.issuer,
-                "active_kid": active.map(|k| k.kid.clone()),
-                "active_since": active.map(|k| rfc3339(k.activate_at)),
-                "next_kid": next.map(|k| k.kid.clone()),
-                "next_activate_at": next.map(|k| rfc3339(k.activate_at)),
-                "keys": records.len(),
-                "rotation_period": crate::config::format_duration(s.policy.rotation_period) ,
-                "min_publish": crate::config::format_duration(s.policy.min_publish) ,
-                "retain": crate::config::format_duration(s.policy.retain) ,
-                "max_lifetime": crate::config::format_duration(s.policy.max_lifetime) ,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "key_sets": sets })))
+    Ok(Json(json!({ "key_sets": state.service.key_sets() })))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
-pub async fn healthz() -> Json<Value> {
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.drain.is_draining() {
         let body = json!({ "status": "draining" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    let r = state.service.readiness().await;
-    let mut backends = Map::new();
-    for (name, s) in &r.backends {
-        backends.insert(
-            name.clone(),
-            match s {
-                Ok(()) => json!({ "state": "up" }),
-                Err(reason) => json!({ "state": "down", "reason": reason }),
-            },
-        );
-    }
-    let mut sets = Map::new();
-    for (name, kid) in &r.key_sets {
-        sets.insert(
-            name.clone(),
-            match kid {
-                Some(k) => json!({ "active_kid": k }),
-                None => json!({ "active_kid": null, "reason": "no usable active key" }),
-            },
-        );
-    }
-    let ready = r.is_ready();
-    let scheduler = json!({
-        "leader": r.scheduler.leader,
-        "holder": r.scheduler.holder.as_ref().map(|l| l.holder.clone()),
-        "lease_expires_at": r.scheduler.holder.as_ref().map(|l| l.expires_at),
-        "error": r.scheduler.error,
-    });
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "store": match &r.store { Ok(()) => json!({"state": "up"}), Err(e) => json!({"state": "down", "reason": e}) },
-        "backends": backends,
-        "key_sets": sets,
-        "scheduler": scheduler,
-        "reconciliation": r.reconciliation,
-    });
-    let status = if ready {
+    let readiness = state.service.readiness().await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (status, Json(readiness)).into_response()
 }

@@ -7,7 +7,8 @@
 //!   then **expired**;
 //! - a key is **revoked** from `revoked_at` on.
 //!
-//! Every replica computes the same answer from the same rows and the clock.
+//! Every replica computes the same answer from the same rows and the clock. The rule for when a new
+//! next key may activate ([`next_activation`]) lives here too, for the scheduler and for imports.
 
 use super::KeyRecord;
 
@@ -27,7 +28,7 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Next => "next",
             Self::Active => "active",
@@ -38,13 +39,13 @@ impl KeyState {
     }
 
     /// Whether the key belongs in the JWKS.
-    pub fn is_published(self) -> bool {
+    pub(crate) fn is_published(self) -> bool {
         matches!(self, Self::Next | Self::Active | Self::Retired { .. })
     }
 }
 
 impl KeyRecord {
-    pub fn is_revoked_at(&self, t: i64) -> bool {
+    pub(crate) fn is_revoked_at(&self, t: i64) -> bool {
         self.revoked_at.is_some_and(|r| r <= t)
     }
 
@@ -59,21 +60,41 @@ impl KeyRecord {
 }
 
 /// The active key of one key set's `keys` at `t`.
-pub fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+pub(crate) fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
         .filter(|k| k.activate_at <= t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
         .max_by(|a, b| a.order().cmp(&b.order()))
 }
 
 /// The next key (the earliest-activating one if several are scheduled).
-pub fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+pub(crate) fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
         .filter(|k| k.activate_at > t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
         .min_by(|a, b| a.order().cmp(&b.order()))
 }
 
+/// When a new next key of one key set's `keys` may activate, decided at `now`:
+/// `max(active.activate_at + rotation_period, now + min_publish)`, so that no key signs before it
+/// has been published for `min_publish`. A key that takes the place of the scheduled next key (an
+/// import replaces it) keeps that key's time, pushed to `now + min_publish` if earlier. Without an
+/// active key: `now + min_publish`. (The first key of a new key set is the caller's exception: it
+/// activates at once, since nobody can have cached a kid of a key set that never had one.)
+pub(crate) fn next_activation(
+    keys: &[KeyRecord],
+    rotation_period_s: i64,
+    min_publish_s: i64,
+    now: i64,
+) -> i64 {
+    let earliest = now + min_publish_s;
+    match (next(keys, now), active(keys, now)) {
+        (Some(n), _) => n.activate_at.max(earliest),
+        (None, Some(a)) => (a.activate_at + rotation_period_s).max(earliest),
+        (None, None) => earliest,
+    }
+}
+
 /// The state of `key` among `keys` (its key set, including itself) at `t`.
-pub fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
+pub(crate) fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
     if key.is_revoked_at(t) {
         return KeyState::Revoked;
     }
@@ -105,7 +126,7 @@ pub fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyS
 
 /// The published keys of a key set at `t`: active first, then next keys, then retired ones
 /// (newest first).
-pub fn published(keys: &[KeyRecord], retain_s: i64, t: i64) -> Vec<&KeyRecord> {
+pub(crate) fn published(keys: &[KeyRecord], retain_s: i64, t: i64) -> Vec<&KeyRecord> {
     let mut out: Vec<(u8, &KeyRecord)> = keys
         .iter()
         .filter_map(|k| {
@@ -151,6 +172,22 @@ mod tests {
             .map(|k| k.kid.as_str())
             .collect();
         assert_eq!(kids, ["c", "b"]);
+    }
+
+    #[test]
+    fn a_next_key_activates_one_period_on_and_never_before_min_publish() {
+        let (period, min) = (1000, 100);
+        // One active key: one period after its activation...
+        let keys = vec![key("a", 0)];
+        assert_eq!(next_activation(&keys, period, min, 10), 1000);
+        // ...but never before it has been published for min_publish.
+        assert_eq!(next_activation(&keys, period, min, 950), 1050);
+        // An import takes the scheduled next key's place and time.
+        let keys = vec![key("a", 0), key("b", 1000)];
+        assert_eq!(next_activation(&keys, period, min, 10), 1000);
+        assert_eq!(next_activation(&keys, period, min, 990), 1090);
+        // No key at all: after min_publish.
+        assert_eq!(next_activation(&[], period, min, 10), 110);
     }
 
     #[test]

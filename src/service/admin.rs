@@ -1,58 +1,25 @@
-//! Operator actions on keys: rotate, revoke, import, destroy, and the audit trail. Every change and
-//! its audit event land in one store transaction; the key view is reloaded right after, so this
-//! replica signs with the new key and serves the new JWKS from the next request on.
+//! Operator changes to keys: rotate, revoke, destroy (and `destroy_after`), the `activated`
+//! record, and the audit trail's reads. Every change and its audit event land in one store
+//! transaction; the key view is reloaded right after, so this replica signs with the new key and
+//! serves the new JWKS from the next request on. Imports are in `import`.
 
 use serde_json::json;
 
-use super::hsm_signer::{fits, public_key};
 use super::keygen::SCHEDULER;
-use super::{Service, ServiceError};
+use super::{Invalid, KeyEntry, Refusal, Service, ServiceError};
 use crate::config::KeySetConfig;
 use crate::keys::audit::{self, AuditEvent, ChainBreak};
-use crate::keys::{KeyChange, KeyRecord, KeyState, NewEvent, Origin, lifecycle};
-
-/// How an operator names an existing key pair in the token.
-#[derive(Debug, Clone)]
-pub enum ImportBy {
-    /// `CKA_ID`, hex.
-    Id(String),
-    Label(String),
-}
-
-fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::Conflict {
-        code,
-        message: message.into(),
-    }
-}
-
-fn bad(code: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::BadRequest {
-        code,
-        message: message.into(),
-    }
-}
+use crate::keys::{KeyChange, KeyRecord, KeyState, NewEvent, lifecycle};
+use crate::support::Chain;
 
 impl Service {
-    /// Every key of `set` with its state now.
-    pub fn keys_with_state(&self, set: &str) -> Result<Vec<(KeyRecord, KeyState)>, ServiceError> {
-        let cfg = self.key_set(set)?;
-        let now = self.now();
-        let records = self.records(set);
-        let retain = cfg.policy.retain.as_secs() as i64;
-        Ok(records
-            .iter()
-            .map(|k| (k.clone(), lifecycle::state(&records, k, retain, now)))
-            .collect())
-    }
-
-    fn find(&self, set: &str, kid: &str) -> Result<KeyRecord, ServiceError> {
+    pub(super) fn find(&self, set: &str, kid: &str) -> Result<KeyRecord, ServiceError> {
         self.records(set)
             .into_iter()
             .find(|k| k.kid == kid)
-            .ok_or_else(|| ServiceError::NotFound {
-                code: "key_not_found",
-                message: format!("no key {kid} in key set {set}"),
+            .ok_or_else(|| ServiceError::KeyNotFound {
+                set: set.to_string(),
+                kid: kid.to_string(),
             })
     }
 
@@ -65,17 +32,13 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let min = cfg.policy.min_publish.as_secs() as i64;
         if at - key.created_at < min && !force {
-            return Err(conflict(
-                "min_publish_not_met",
-                format!(
-                    "key {} was published at {} and may not sign before {} (min_publish {}); \
-                     verifiers may not have it cached yet. Retry later, or pass force = true",
-                    key.kid,
-                    key.created_at,
-                    key.created_at + min,
-                    crate::config::format_duration(cfg.policy.min_publish)
-                ),
-            ));
+            return Err(Refusal::MinPublishNotMet {
+                kid: key.kid.clone(),
+                published_at: key.created_at,
+                earliest: key.created_at + min,
+                min_publish: crate::config::format_duration(cfg.policy.min_publish),
+            }
+            .into());
         }
         Ok(())
     }
@@ -94,10 +57,7 @@ impl Service {
         let now = self.now();
         let at = activate_at.unwrap_or(now);
         if at < now {
-            return Err(bad(
-                "activate_at_in_past",
-                "activate_at must not be in the past",
-            ));
+            return Err(Invalid::ActivateAtInPast.into());
         }
         let records = self.records(set);
         let active = lifecycle::active(&records, now);
@@ -108,12 +68,7 @@ impl Service {
         let next = match lifecycle::next(&records, now).cloned() {
             Some(n) => n,
             None if force => self.generate(cfg, at, actor, "forced rotation").await?,
-            None => {
-                return Err(conflict(
-                    "no_next_key",
-                    format!("key set {set} has no next key"),
-                ));
-            }
+            None => return Err(Refusal::NoNextKey(set.to_string()).into()),
         };
         Self::check_published(cfg, &next, at, force)?;
         let event = NewEvent::new(now, actor, "rotated")
@@ -135,7 +90,7 @@ impl Service {
     /// Revokes `kid`. Revoking the active key hands signing to the next key at once (refused
     /// while that key has been published for less than `min_publish`, unless `force`) and a new
     /// next key is generated. A revoked key is never published or used again.
-    pub async fn revoke(
+    pub(crate) async fn revoke(
         &self,
         set: &str,
         kid: &str,
@@ -145,16 +100,13 @@ impl Service {
     ) -> Result<Option<String>, ServiceError> {
         let cfg = self.key_set(set)?;
         if reason.trim().is_empty() {
-            return Err(bad("reason_required", "a revocation needs a reason"));
+            return Err(Invalid::ReasonRequired.into());
         }
         let _ops = self.ops.lock().await;
         let now = self.now();
         let key = self.find(set, kid)?;
         if key.revoked_at.is_some() {
-            return Err(conflict(
-                "already_revoked",
-                format!("key {kid} is already revoked"),
-            ));
+            return Err(Refusal::AlreadyRevoked(kid.to_string()).into());
         }
         let records = self.records(set);
         let retain = cfg.policy.retain.as_secs() as i64;
@@ -173,12 +125,7 @@ impl Service {
                     self.generate(cfg, now + 1, actor, "emergency revocation")
                         .await?
                 }
-                None => {
-                    return Err(conflict(
-                        "no_next_key",
-                        format!("key set {set} has no next key to take over; pass force = true"),
-                    ));
-                }
+                None => return Err(Refusal::NoNextKey(set.to_string()).into()),
             };
             Self::check_published(cfg, &next, now, force)?;
             changes.push(KeyChange::Activate {
@@ -196,151 +143,23 @@ impl Service {
         self.store.apply(&changes, &[event]).await?;
         self.reload().await?;
         if let Err(e) = self.ensure_keys(cfg).await {
-            tracing::error!(key_set = set, error = %e, "revoked, but no new next key yet");
+            tracing::error!(key_set = set, error = %Chain(&e), "revoked, but no new next key yet");
         }
         Ok(promoted)
     }
 
-    /// Adopts a key pair already in the key set's token (e.g. from a key ceremony) as its next key.
-    /// A generated next key it replaces is revoked.
-    pub async fn import(
-        &self,
-        set: &str,
-        by: ImportBy,
-        actor: &str,
-    ) -> Result<KeyRecord, ServiceError> {
-        let cfg = self.key_set(set)?;
-        let _ops = self.ops.lock().await;
-        let slot = self.backend_of(cfg);
-        enum Lookup {
-            Id(Vec<u8>),
-            Label(String),
-        }
-        let lookup = match &by {
-            ImportBy::Id(h) => Lookup::Id(
-                hex::decode(h.trim())
-                    .map_err(|_| bad("invalid_id", "`id` must be the CKA_ID in hex"))?,
-            ),
-            ImportBy::Label(l) => Lookup::Label(l.clone()),
-        };
-        let found = slot
-            .with_backend(slot.config.op_timeout, move |b| {
-                let read = move || -> Result<_, crate::hsm::HsmError> {
-                    let id = match lookup {
-                        Lookup::Id(id) => id,
-                        Lookup::Label(l) => b.id_by_label(&l)?,
-                    };
-                    let public = b.public_key(&id)?;
-                    let mut attrs = b.private_attributes(&id)?;
-                    if attrs.decrypt || attrs.unwrap || attrs.derive {
-                        // Ceremony tools often leave these on; Signet only ever signs.
-                        match b.restrict_to_sign(&id) {
-                            Ok(()) => attrs = b.private_attributes(&id)?,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot make the imported key sign-only")
-                            }
-                        }
-                    }
-                    Ok((id, public_key(public), attrs))
-                };
-                match read() {
-                    Ok(v) => Ok(Ok(v)),
-                    Err(crate::hsm::HsmError::KeyNotFound(what)) => Ok(Err(what)),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-        let (hsm_id, public, attrs) = found.map_err(|what| ServiceError::NotFound {
-            code: "hsm_key_not_found",
-            message: format!(
-                "no key pair {what} in the token of hsm `{}`",
-                slot.config.name
-            ),
-        })?;
-        if !(attrs.sensitive && !attrs.extractable && attrs.sign && attrs.private && attrs.token) {
-            return Err(bad(
-                "key_not_protected",
-                "the private key must be a private token object with CKA_SENSITIVE=true, \
-                 CKA_EXTRACTABLE=false and CKA_SIGN=true (pkcs11-tool: --sensitive --private)",
-            ));
-        }
-        if !fits(&public, cfg.alg) {
-            return Err(bad(
-                "key_type_mismatch",
-                format!("the key pair does not fit {}", cfg.alg),
-            ));
-        }
-        let kid = public.thumbprint();
-        if self.view().records_all().any(|k| k.kid == kid) {
-            return Err(conflict(
-                "key_exists",
-                format!("key {kid} is already managed by Signet"),
-            ));
-        }
-        let now = self.now();
-        let records = self.records(set);
-        let min = now + cfg.policy.min_publish.as_secs() as i64;
-        let replaced = lifecycle::next(&records, now).cloned();
-        let activate_at = match (&replaced, lifecycle::active(&records, now)) {
-            (Some(n), _) => n.activate_at.max(min),
-            (None, Some(a)) => {
-                (a.activate_at + cfg.policy.rotation_period.as_secs() as i64).max(min)
-            }
-            (None, None) => min,
-        };
-        let record = KeyRecord {
-            key_set: set.into(),
-            kid: kid.clone(),
-            alg: cfg.alg.jose_name().into(),
-            hsm: slot.config.name.clone(),
-            hsm_id: hsm_id.clone(),
-            public_jwk: public.jwk_members(),
-            origin: Origin::Imported,
-            created_at: now,
-            activate_at,
-            revoked_at: None,
-            revoke_reason: None,
-            destroyed_at: None,
-        };
-        let mut changes = vec![KeyChange::Insert(record.clone())];
-        let mut events = vec![NewEvent::new(now, actor, "imported").key(set, &kid).detail(json!({
-            "hsm_id": hex::encode(&hsm_id),
-            "by": match &by { ImportBy::Id(i) => json!({"id": i}), ImportBy::Label(l) => json!({"label": l}) },
-            "activate_at": activate_at,
-            "sign_only": !(attrs.decrypt || attrs.unwrap || attrs.derive),
-            "replaces": replaced.as_ref().map(|r| r.kid.clone()),
-        }))];
-        if let Some(r) = &replaced {
-            let reason = format!("replaced by imported key {kid}");
-            changes.push(KeyChange::Revoke {
-                key_set: set.into(),
-                kid: r.kid.clone(),
-                at: now,
-                reason: reason.clone(),
-            });
-            events.push(
-                NewEvent::new(now, actor, "revoked")
-                    .key(set, &r.kid)
-                    .detail(json!({
-                        "reason": reason, "state": "next",
-                    })),
-            );
-        }
-        self.store.apply(&changes, &events).await?;
-        self.reload().await?;
-        Ok(record)
-    }
-
-    /// Destroys the private object of an expired or revoked key; its public JWK stays in the store.
-    pub async fn destroy(
+    /// Destroys the private object of an expired or revoked key; its public JWK stays in the
+    /// store. Returns the key's entry afterwards.
+    pub(crate) async fn destroy(
         &self,
         set: &str,
         kid: &str,
         actor: &str,
-    ) -> Result<KeyRecord, ServiceError> {
+    ) -> Result<KeyEntry, ServiceError> {
         let cfg = self.key_set(set)?;
         let _ops = self.ops.lock().await;
-        self.destroy_locked(cfg, kid, actor, "admin").await
+        self.destroy_locked(cfg, kid, actor, "admin").await?;
+        self.key_entry(set, kid)
     }
 
     async fn destroy_locked(
@@ -349,15 +168,12 @@ impl Service {
         kid: &str,
         actor: &str,
         why: &str,
-    ) -> Result<KeyRecord, ServiceError> {
+    ) -> Result<(), ServiceError> {
         let set = cfg.name.as_str();
         let now = self.now();
         let key = self.find(set, kid)?;
         if key.destroyed_at.is_some() {
-            return Err(conflict(
-                "already_destroyed",
-                format!("key {kid} is already destroyed"),
-            ));
+            return Err(Refusal::AlreadyDestroyed(kid.to_string()).into());
         }
         let state = lifecycle::state(
             &self.records(set),
@@ -366,13 +182,11 @@ impl Service {
             now,
         );
         if !matches!(state, KeyState::Expired { .. } | KeyState::Revoked) {
-            return Err(conflict(
-                "key_in_use",
-                format!(
-                    "key {kid} is {}; only expired or revoked keys can be destroyed",
-                    state.name()
-                ),
-            ));
+            return Err(Refusal::KeyInUse {
+                kid: kid.to_string(),
+                state: state.name(),
+            }
+            .into());
         }
         let id = key.hsm_id.clone();
         let slot = self.backend_of(cfg);
@@ -394,8 +208,7 @@ impl Service {
             at: now,
         };
         self.store.apply(&[change], &[event]).await?;
-        self.reload().await?;
-        self.find(set, kid)
+        self.reload().await
     }
 
     /// Destroys the private objects of keys expired for longer than `destroy_after`.
@@ -451,8 +264,19 @@ impl Service {
         Ok(audit::verify(&events, head))
     }
 
-    /// Records an admin call that changed nothing else (e.g. a refused one is not recorded).
-    pub async fn audit(&self, event: NewEvent) -> Result<(), ServiceError> {
+    /// Records a refused admin call (`call` on key set `set` by `actor`), with the problem code
+    /// and detail the caller was given.
+    pub(crate) async fn audit_refusal(
+        &self,
+        actor: &str,
+        call: &str,
+        set: &str,
+        code: &str,
+        detail: &str,
+    ) -> Result<(), ServiceError> {
+        let event = NewEvent::new(self.now(), actor, "refused")
+            .set(set)
+            .detail(json!({ "call": call, "code": code, "detail": detail }));
         Ok(self.store.apply(&[], &[event]).await?)
     }
 }

@@ -14,13 +14,14 @@ use zeroize::Zeroizing;
 use crate::config::{HsmConfig, PinSource, TokenSelector};
 use crate::hsm::{Backend, BackendConfig, HsmError};
 use crate::signing::SignError;
+use crate::support::{Chain, lock, read, write};
 
 /// Why the service cannot start: a PIN source that is not there.
 #[derive(Debug, thiserror::Error)]
 #[error("hsm `{hsm}`: {reason}")]
 pub struct PinError {
-    pub hsm: String,
-    pub reason: String,
+    pub(crate) hsm: String,
+    pub(crate) reason: String,
 }
 
 /// Reads the user PIN from its source. The PIN only ever lives in zeroized buffers.
@@ -58,7 +59,25 @@ pub fn resolve_pin(cfg: &HsmConfig) -> Result<SecretString, PinError> {
 #[derive(Debug, Clone)]
 pub enum BackendState {
     Up(Arc<Backend>),
-    Down(String),
+    Down(DownReason),
+}
+
+/// Why a backend is down.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DownReason {
+    #[error("not opened yet")]
+    NotOpened,
+    #[error(transparent)]
+    Failed(Arc<HsmError>),
+}
+
+/// A request for a backend that is down: the `source` of [`SignError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("hsm `{hsm}` is down")]
+pub struct BackendDown {
+    hsm: String,
+    #[source]
+    reason: DownReason,
 }
 
 /// Recovery backoff: first retry after `BACKOFF_START`, doubling up to `BACKOFF_MAX`.
@@ -69,7 +88,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// run (`sessions`) and wait (`max_queue`) on it at once.
 #[derive(Debug)]
 pub struct BackendSlot {
-    pub config: HsmConfig,
+    pub(crate) config: HsmConfig,
     pin: SecretString,
     state: RwLock<BackendState>,
     /// The context a failure took down, kept until it can be finalised safely.
@@ -79,19 +98,19 @@ pub struct BackendSlot {
     recovering: AtomicBool,
     /// Set by a failure, cleared (and counted as a recovery) by the next successful open.
     had_failure: AtomicBool,
-    pub permits: Arc<Semaphore>,
+    pub(crate) permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_queue: usize,
 }
 
 impl BackendSlot {
-    pub fn new(config: HsmConfig, pin: SecretString) -> Self {
+    pub(crate) fn new(config: HsmConfig, pin: SecretString) -> Self {
         let permits = Arc::new(Semaphore::new(config.sessions));
         let max_queue = config.max_queue;
         Self {
             config,
             pin,
-            state: RwLock::new(BackendState::Down("not opened yet".into())),
+            state: RwLock::new(BackendState::Down(DownReason::NotOpened)),
             stale: Mutex::new(None),
             opening: Mutex::new(()),
             recovering: AtomicBool::new(false),
@@ -102,57 +121,48 @@ impl BackendSlot {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
     pub fn state(&self) -> BackendState {
-        self.state
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_else(|_| BackendState::Down("state lock poisoned".into()))
+        read(&self.state).clone()
     }
 
     fn set_state(&self, s: BackendState) {
-        if let Ok(mut state) = self.state.write() {
-            *state = s;
-        }
+        *write(&self.state) = s;
     }
 
-    pub fn up(&self) -> Result<Arc<Backend>, SignError> {
+    pub(crate) fn up(&self) -> Result<Arc<Backend>, SignError> {
         match self.state() {
             BackendState::Up(b) => Ok(b),
-            BackendState::Down(reason) => Err(SignError::Unavailable(format!(
-                "hsm `{}` is down: {reason}",
-                self.config.name
-            ))),
+            BackendState::Down(reason) => Err(SignError::Unavailable(Box::new(BackendDown {
+                hsm: self.config.name.clone(),
+                reason,
+            }))),
         }
     }
 
     /// Operations waiting for a permit, and operations running (for metrics).
-    pub fn load(&self) -> (usize, usize) {
+    pub(crate) fn load(&self) -> (usize, usize) {
         let running = self.config.sessions - self.permits.available_permits();
         (self.waiting.load(Ordering::Relaxed), running)
     }
 
     /// Takes `backend` out of service after `error`, unless a newer context already replaced it,
     /// and starts the recovery task.
-    pub fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: &HsmError) {
+    pub(crate) fn failed(self: &Arc<Self>, backend: &Arc<Backend>, error: Arc<HsmError>) {
         {
-            let Ok(mut state) = self.state.write() else {
-                return;
-            };
+            let mut state = write(&self.state);
             match &*state {
                 BackendState::Up(current) if Arc::ptr_eq(current, backend) => {
-                    tracing::error!(hsm = %self.config.name, error = %error,
+                    tracing::error!(hsm = %self.config.name, error = %Chain(&*error),
                         "HSM backend failed; failing fast and recovering");
                     metrics::counter!("signet_hsm_failures_total", "hsm" => self.config.name.clone())
                         .increment(1);
                     self.had_failure.store(true, Ordering::SeqCst);
-                    if let Ok(mut stale) = self.stale.lock() {
-                        *stale = Some(current.clone());
-                    }
-                    *state = BackendState::Down(error.to_string());
+                    *lock(&self.stale) = Some(current.clone());
+                    *state = BackendState::Down(DownReason::Failed(error));
                 }
                 _ => return,
             }
@@ -188,7 +198,7 @@ impl BackendSlot {
     /// Finalises the context a failure took down, once no call is inside it. A context some
     /// thread is still stuck in (a hung HSM) is leaked, never finalised under that thread.
     fn retire_stale(&self) {
-        let Some(stale) = self.stale.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(stale) = lock(&self.stale).take() else {
             return;
         };
         let deadline = Instant::now() + self.config.op_timeout;
@@ -214,7 +224,7 @@ impl BackendSlot {
     }
 
     /// Opens the backend if it is down. Blocking. Returns whether it is up afterwards.
-    pub fn open_if_down(&self) -> bool {
+    pub(crate) fn open_if_down(&self) -> bool {
         // Never wait for another opener: with a hung HSM an open can block for good, and the
         // scheduler's tick (which tries to open every backend) must not hang with it.
         let Ok(_opening) = self.opening.try_lock() else {
@@ -248,8 +258,8 @@ impl BackendSlot {
                 true
             }
             Err(e) => {
-                tracing::warn!(hsm = %self.config.name, error = %e, "HSM backend unavailable");
-                self.set_state(BackendState::Down(e.to_string()));
+                tracing::warn!(hsm = %self.config.name, error = %Chain(&e), "HSM backend unavailable");
+                self.set_state(BackendState::Down(DownReason::Failed(Arc::new(e))));
                 false
             }
         }
@@ -258,7 +268,7 @@ impl BackendSlot {
     /// Runs `f` on a blocking thread, holding one of `sessions` permits, everything (the wait
     /// for a permit included) within `op_timeout`. More than `max_queue` waiters: busy at once.
     /// An operation that overruns marks the backend failed (a hung HSM).
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
     ) -> Result<T, SignError> {
@@ -266,7 +276,7 @@ impl BackendSlot {
     }
 
     /// As [`Self::run`], with an explicit deadline (key generation takes longer than signing).
-    pub async fn run_for<T: Send + 'static>(
+    pub(crate) async fn run_for<T: Send + 'static>(
         self: &Arc<Self>,
         deadline: Duration,
         f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
@@ -290,9 +300,9 @@ impl BackendSlot {
         });
         match tokio::time::timeout_at(until, task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(SignError::Failed(format!("HSM task failed: {join}"))),
+            Ok(Err(join)) => Err(SignError::Internal(Box::new(join))),
             Err(_) => {
-                self.failed(&backend, &HsmError::Unresponsive(deadline));
+                self.failed(&backend, Arc::new(HsmError::Unresponsive(deadline)));
                 Err(SignError::Timeout)
             }
         }
@@ -314,9 +324,11 @@ impl BackendSlot {
     }
 
     /// Maps an HSM error to the signing layer, taking the backend down when the device is gone.
-    pub fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
+    pub(crate) fn check(self: &Arc<Self>, backend: &Arc<Backend>, e: HsmError) -> SignError {
         if e.is_unavailable() {
-            self.failed(backend, &e);
+            let e = Arc::new(e);
+            self.failed(backend, e.clone());
+            return SignError::Unavailable(Box::new(e));
         }
         super::hsm_signer::sign_error(e)
     }

@@ -66,12 +66,12 @@ impl Sign for HsmSigner {
     }
 }
 
-/// Domain view of an HSM failure.
-pub fn sign_error(e: HsmError) -> SignError {
+/// Domain view of an HSM failure: the HSM error travels on as the `source`.
+pub(crate) fn sign_error(e: HsmError) -> SignError {
     match e {
         HsmError::Busy => SignError::Busy,
-        e if e.is_unavailable() => SignError::Unavailable(e.to_string()),
-        e => SignError::Failed(e.to_string()),
+        e if e.is_unavailable() => SignError::Unavailable(Box::new(e)),
+        e => SignError::Failed(Box::new(e)),
     }
 }
 
@@ -118,7 +118,7 @@ pub fn public_key(key: hsm::PublicKey) -> PublicKey {
 }
 
 /// Whether an HSM key pair fits `alg` (for imports).
-pub fn fits(key: &PublicKey, alg: Algorithm) -> bool {
+pub(crate) fn fits(key: &PublicKey, alg: Algorithm) -> bool {
     match (key, alg.key_kind(2048)) {
         (
             PublicKey::Ec {

@@ -7,11 +7,13 @@ use std::time::Duration;
 use super::hsm_signer::{key_spec, public_key, scheme};
 use super::{Service, ServiceError};
 use crate::config::KeySetConfig;
+use crate::hsm::{Backend, HsmError, KeySpec};
 use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, StoreError, lifecycle};
+use crate::signing::PublicKey;
 use serde_json::json;
 
 /// The actor of changes the service makes on its own (start-up, scheduler).
-pub const SCHEDULER: &str = "signet";
+pub(crate) const SCHEDULER: &str = "signet";
 
 /// Generation can take seconds for RSA on a busy token.
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,18 +29,21 @@ fn lost_race(e: &ServiceError) -> bool {
 impl Service {
     /// Gives `set` an active key (only when it has none at all: the bootstrap of a new key set)
     /// and a next key (when none is scheduled).
-    pub async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
+    pub(crate) async fn ensure_keys(&self, set: &KeySetConfig) -> Result<(), ServiceError> {
         let now = self.now();
         let records = self.records(&set.name);
-        let active = lifecycle::active(&records, now).cloned();
-        let next = lifecycle::next(&records, now).cloned();
-        let active = match (active, next) {
-            (Some(a), _) => a,
+        match (
+            lifecycle::active(&records, now),
+            lifecycle::next(&records, now),
+        ) {
+            (Some(_), _) => {}
             (None, None) => {
                 tracing::info!(key_set = %set.name, "no key yet: generating the first active key");
                 match self.generate(set, now, SCHEDULER, "bootstrap").await {
                     Err(e) if lost_race(&e) => return self.reload().await,
-                    r => r?,
+                    r => {
+                        r?;
+                    }
                 }
             }
             (None, Some(n)) => {
@@ -46,10 +51,15 @@ impl Service {
                     "key set has no active key until its next key activates");
                 return Ok(());
             }
-        };
-        if lifecycle::next(&self.records(&set.name), now).is_none() {
-            let activate_at = (active.activate_at + set.policy.rotation_period.as_secs() as i64)
-                .max(now + set.policy.min_publish.as_secs() as i64);
+        }
+        let records = self.records(&set.name);
+        if lifecycle::next(&records, now).is_none() {
+            let activate_at = lifecycle::next_activation(
+                &records,
+                set.policy.rotation_period.as_secs() as i64,
+                set.policy.min_publish.as_secs() as i64,
+                now,
+            );
             tracing::info!(key_set = %set.name, activate_at, "generating the next key");
             match self.generate(set, activate_at, SCHEDULER, "next").await {
                 Err(e) if lost_race(&e) => self.reload().await?,
@@ -63,7 +73,7 @@ impl Service {
 
     /// Generates a key pair for `set` in its HSM, names it after its kid, stores its record and
     /// reloads the view. A pair whose record cannot be stored is destroyed again.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         set: &KeySetConfig,
         activate_at: i64,
@@ -79,26 +89,11 @@ impl Service {
             PENDING.fetch_add(1, Ordering::Relaxed)
         )
         .into_bytes();
-        let set_name = set.name.clone();
-        let alg = set.alg;
+        let (set_name, alg) = (set.name.clone(), set.alg);
         let (hsm_id, public) = slot
             .with_backend(GENERATE_TIMEOUT, move |b| {
                 b.check_support(spec, scheme(alg))?;
-                let pending_label = format!("signet/{set_name}/pending");
-                let public = b.generate(spec, &pending_id, &pending_label)?;
-                let public = public_key(public);
-                let kid = public.thumbprint();
-                let label = format!("signet/{set_name}/{kid}");
-                // Some HSMs refuse to change CKA_ID after generation: then the pending id stays
-                // and the store remembers it.
-                let id = match b.relabel(&pending_id, kid.as_bytes(), &label) {
-                    Ok(()) => kid.into_bytes(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot set CKA_ID/CKA_LABEL; keeping the generation-time id");
-                        pending_id
-                    }
-                };
-                Ok((id, public))
+                key_pair(b, spec, &set_name, pending_id)
             })
             .await?;
         let record = KeyRecord {
@@ -144,4 +139,28 @@ impl Service {
         self.reload().await?;
         Ok(record)
     }
+}
+
+/// Generates a key pair under `pending_id` and names it after its kid: `CKA_ID` the kid's bytes,
+/// `CKA_LABEL` `signet/<set>/<kid>`. Returns the id it ends up with, and its public key.
+fn key_pair(
+    b: &Backend,
+    spec: KeySpec,
+    set_name: &str,
+    pending_id: Vec<u8>,
+) -> Result<(Vec<u8>, PublicKey), HsmError> {
+    let pending_label = format!("signet/{set_name}/pending");
+    let public = public_key(b.generate(spec, &pending_id, &pending_label)?);
+    let kid = public.thumbprint();
+    let label = format!("signet/{set_name}/{kid}");
+    // Some HSMs refuse to change CKA_ID after generation: then the pending id stays and the
+    // store remembers it.
+    let id = match b.relabel(&pending_id, kid.as_bytes(), &label) {
+        Ok(()) => kid.into_bytes(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set CKA_ID/CKA_LABEL; keeping the generation-time id");
+            pending_id
+        }
+    };
+    Ok((id, public))
 }

@@ -13,17 +13,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::keys::{Lease, Store};
+use crate::support::lock;
 
 /// The name of the scheduler's lease row.
-pub const SCHEDULER_LEASE: &str = "scheduler";
+pub(crate) const SCHEDULER_LEASE: &str = "scheduler";
 
 /// How long a lease lasts without renewal: 3 x `key_refresh`, at least one second.
-pub fn ttl(key_refresh: Duration) -> i64 {
+pub(crate) fn ttl(key_refresh: Duration) -> i64 {
     (3.0 * key_refresh.as_secs_f64()).ceil().max(1.0) as i64
 }
 
 /// This replica's name in the lease table: host, process id and start time, unique per process.
-pub fn holder_id() -> String {
+pub(crate) fn holder_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -38,25 +39,25 @@ pub fn holder_id() -> String {
 
 /// What this replica knows of the lease, for `/readyz` and the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Leadership {
+pub(crate) struct Leadership {
     /// This replica holds the lease.
-    pub leader: bool,
+    pub(crate) leader: bool,
     /// The holder seen at the last attempt, with its expiry.
-    pub holder: Option<Lease>,
+    pub(crate) holder: Option<Lease>,
     /// Why the last attempt failed (store unreachable).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Takes and renews the scheduler lease for one replica.
 #[derive(Debug)]
-pub struct Elector {
-    pub me: String,
+pub(crate) struct Elector {
+    pub(crate) me: String,
     ttl_s: i64,
     state: Mutex<Leadership>,
 }
 
 impl Elector {
-    pub fn new(me: String, key_refresh: Duration) -> Self {
+    pub(crate) fn new(me: String, key_refresh: Duration) -> Self {
         Self {
             me,
             ttl_s: ttl(key_refresh),
@@ -64,17 +65,13 @@ impl Elector {
         }
     }
 
-    pub fn ttl_s(&self) -> i64 {
-        self.ttl_s
-    }
-
-    pub fn state(&self) -> Leadership {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    pub(crate) fn state(&self) -> Leadership {
+        lock(&self.state).clone()
     }
 
     /// Takes or renews the lease at `now`; whether this replica leads. A store error means "not
     /// leader" (another replica may have taken over meanwhile).
-    pub async fn try_lead(&self, store: &dyn Store, now: i64) -> bool {
+    pub(crate) async fn try_lead(&self, store: &dyn Store, now: i64) -> bool {
         let seen = store
             .lease(SCHEDULER_LEASE, &self.me, now, self.ttl_s)
             .await;
@@ -94,7 +91,7 @@ impl Elector {
     }
 
     /// Gives the lease up (graceful shutdown).
-    pub async fn step_down(&self, store: &dyn Store) {
+    pub(crate) async fn step_down(&self, store: &dyn Store) {
         if !self.state().leader {
             return;
         }
@@ -107,9 +104,7 @@ impl Elector {
 
     fn record(&self, next: Leadership) -> bool {
         let leader = next.leader;
-        let Ok(mut state) = self.state.lock() else {
-            return leader;
-        };
+        let mut state = lock(&self.state);
         if state.leader != next.leader || (state.holder.is_none() && next.holder.is_some()) {
             match (&next.holder, &next.error) {
                 (_, Some(e)) => {

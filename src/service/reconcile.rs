@@ -23,40 +23,43 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 use serde_json::json;
 
-use super::Service;
+use std::sync::Arc;
+
 use super::keygen::SCHEDULER;
-use crate::keys::NewEvent;
+use super::{BackendSlot, Service};
+use crate::keys::{KeyRecord, NewEvent};
+use crate::support::{Chain, read, write};
 
 /// Pending objects older than this (seconds) are destroyed: ten times the generation deadline.
-pub const PENDING_MAX_AGE: i64 = 600;
+pub(crate) const PENDING_MAX_AGE: i64 = 600;
 
 /// A token object no store row accounts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Orphan {
-    pub hsm: String,
-    pub key_set: Option<String>,
+pub(crate) struct Orphan {
+    pub(crate) hsm: String,
+    pub(crate) key_set: Option<String>,
     /// `CKA_ID`, hex.
-    pub hsm_id: String,
-    pub label: String,
+    pub(crate) hsm_id: String,
+    pub(crate) label: String,
 }
 
 /// A store row whose private object is gone from its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Missing {
-    pub hsm: String,
-    pub key_set: String,
-    pub kid: String,
+pub(crate) struct Missing {
+    pub(crate) hsm: String,
+    pub(crate) key_set: String,
+    pub(crate) kid: String,
 }
 
 /// What the last reconciliation found.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Reconciliation {
-    pub at: i64,
-    pub orphans: Vec<Orphan>,
-    pub missing: Vec<Missing>,
-    pub pending_destroyed: Vec<Orphan>,
+pub(crate) struct Reconciliation {
+    pub(crate) at: i64,
+    pub(crate) orphans: Vec<Orphan>,
+    pub(crate) missing: Vec<Missing>,
+    pub(crate) pending_destroyed: Vec<Orphan>,
     /// Backends that could not be listed, and why.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// The creation time a pending `CKA_ID` (`signet-pending-<unix s>-<pid>-<n>`) carries.
@@ -77,7 +80,7 @@ fn label_set(label: &str) -> Option<String> {
 
 impl Service {
     /// Compares every backend's private keys with the store rows; see the module docs.
-    pub async fn reconcile(&self) -> Reconciliation {
+    pub(crate) async fn reconcile(&self) -> Reconciliation {
         let now = self.now();
         let leader = self.elector.state().leader;
         let mut out = Reconciliation {
@@ -91,9 +94,11 @@ impl Service {
                 .await
             {
                 Ok(objects) => listed.push((slot, objects)),
-                Err(e) => out
-                    .errors
-                    .push(format!("hsm `{}`: not reconciled: {e}", slot.config.name)),
+                Err(e) => out.errors.push(format!(
+                    "hsm `{}`: not reconciled: {}",
+                    slot.config.name,
+                    Chain(&e)
+                )),
             }
         }
         let records = match self.store.keys().await {
@@ -104,76 +109,102 @@ impl Service {
             }
         };
         for (slot, objects) in listed {
-            let name = &slot.config.name;
-            let referenced: HashSet<&[u8]> = records
-                .iter()
-                .filter(|r| &r.hsm == name)
-                .map(|r| r.hsm_id.as_slice())
-                .collect();
-            for (id, label) in &objects {
-                if !label.starts_with("signet/") || referenced.contains(id.as_slice()) {
-                    continue;
-                }
-                let orphan = Orphan {
-                    hsm: name.clone(),
-                    key_set: label_set(label),
-                    hsm_id: hex::encode(id),
-                    label: label.clone(),
-                };
-                let stale = label.ends_with("/pending")
-                    && pending_since(id).is_some_and(|t| now - t > PENDING_MAX_AGE);
-                if stale && !leader {
-                    continue;
-                }
-                if !stale {
-                    tracing::warn!(hsm = %name, label = %label, hsm_id = %orphan.hsm_id,
-                        "orphan key in the token: no store row references it (not destroyed; import or remove it by hand)");
-                    out.orphans.push(orphan);
-                    continue;
-                }
-                let id = id.clone();
-                match slot
-                    .with_backend(slot.config.op_timeout, move |b| b.destroy(&id))
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::warn!(hsm = %name, hsm_id = %orphan.hsm_id,
-                            "destroyed a pending key pair left by an interrupted generation");
-                        let mut event = NewEvent::new(now, SCHEDULER, "pending_destroyed").detail(
-                            json!({ "hsm": name, "hsm_id": orphan.hsm_id, "label": orphan.label }),
-                        );
-                        event.key_set = orphan.key_set.clone();
-                        if let Err(e) = self.store.apply(&[], &[event]).await {
-                            out.errors.push(format!("audit of pending_destroyed: {e}"));
-                        }
-                        out.pending_destroyed.push(orphan);
-                    }
-                    Err(e) => {
-                        out.errors.push(format!(
-                            "hsm `{name}`: cannot destroy {}: {e}",
-                            orphan.hsm_id
-                        ));
-                        out.orphans.push(orphan);
-                    }
-                }
-            }
-            let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
-            for r in records.iter().filter(|r| &r.hsm == name) {
-                if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
-                    tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
-                        "the private key of a stored key is missing from its token");
-                    out.missing.push(Missing {
-                        hsm: name.clone(),
-                        key_set: r.key_set.clone(),
-                        kid: r.kid.clone(),
-                    });
-                }
-            }
+            self.reconcile_backend(slot, &objects, &records, leader, &mut out)
+                .await;
         }
         if leader {
             self.audit_orphans(&mut out).await;
         }
         self.keep(out)
+    }
+
+    /// Orphans, stale pending objects and missing keys of one backend (see the module docs).
+    async fn reconcile_backend(
+        &self,
+        slot: &Arc<BackendSlot>,
+        objects: &[(Vec<u8>, String)],
+        records: &[KeyRecord],
+        leader: bool,
+        out: &mut Reconciliation,
+    ) {
+        let now = out.at;
+        let name = &slot.config.name;
+        let referenced: HashSet<&[u8]> = records
+            .iter()
+            .filter(|r| &r.hsm == name)
+            .map(|r| r.hsm_id.as_slice())
+            .collect();
+        for (id, label) in objects {
+            if !label.starts_with("signet/") || referenced.contains(id.as_slice()) {
+                continue;
+            }
+            let orphan = Orphan {
+                hsm: name.clone(),
+                key_set: label_set(label),
+                hsm_id: hex::encode(id),
+                label: label.clone(),
+            };
+            let stale = label.ends_with("/pending")
+                && pending_since(id).is_some_and(|t| now - t > PENDING_MAX_AGE);
+            if stale && !leader {
+                continue;
+            }
+            if !stale {
+                tracing::warn!(hsm = %name, label = %label, hsm_id = %orphan.hsm_id,
+                    "orphan key in the token: no store row references it (not destroyed; import or remove it by hand)");
+                out.orphans.push(orphan);
+                continue;
+            }
+            self.destroy_pending(slot, id.clone(), orphan, out).await;
+        }
+        let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
+        for r in records.iter().filter(|r| &r.hsm == name) {
+            if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
+                tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
+                    "the private key of a stored key is missing from its token");
+                out.missing.push(Missing {
+                    hsm: name.clone(),
+                    key_set: r.key_set.clone(),
+                    kid: r.kid.clone(),
+                });
+            }
+        }
+    }
+
+    /// Destroys a stale pending object (leader only) and records it.
+    async fn destroy_pending(
+        &self,
+        slot: &Arc<BackendSlot>,
+        id: Vec<u8>,
+        orphan: Orphan,
+        out: &mut Reconciliation,
+    ) {
+        let name = &slot.config.name;
+        match slot
+            .with_backend(slot.config.op_timeout, move |b| b.destroy(&id))
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(hsm = %name, hsm_id = %orphan.hsm_id,
+                    "destroyed a pending key pair left by an interrupted generation");
+                let mut event = NewEvent::new(out.at, SCHEDULER, "pending_destroyed")
+                    .detail(json!({ "hsm": name, "hsm_id": orphan.hsm_id, "label": orphan.label }));
+                event.key_set = orphan.key_set.clone();
+                if let Err(e) = self.store.apply(&[], &[event]).await {
+                    out.errors
+                        .push(format!("audit of pending_destroyed: {}", Chain(&e)));
+                }
+                out.pending_destroyed.push(orphan);
+            }
+            Err(e) => {
+                out.errors.push(format!(
+                    "hsm `{name}`: cannot destroy {}: {}",
+                    orphan.hsm_id,
+                    Chain(&e)
+                ));
+                out.orphans.push(orphan);
+            }
+        }
     }
 
     /// One `orphan_found` event per key set whose orphan list differs from the last one recorded.
@@ -211,15 +242,13 @@ impl Service {
     }
 
     fn keep(&self, out: Reconciliation) -> Reconciliation {
-        if let Ok(mut r) = self.reconciled.write() {
-            *r = Some(out.clone());
-        }
+        *write(&self.reconciled) = Some(out.clone());
         out
     }
 
     /// The last reconciliation, if one ran.
-    pub fn reconciliation(&self) -> Option<Reconciliation> {
-        self.reconciled.read().ok().and_then(|r| r.clone())
+    pub(crate) fn reconciliation(&self) -> Option<Reconciliation> {
+        read(&self.reconciled).clone()
     }
 }
 

@@ -13,45 +13,44 @@ use super::hsm_signer::HsmSigner;
 use super::{BackendSlot, ServiceError};
 use crate::config::Config;
 use crate::keys::{KeyRecord, lifecycle};
-use crate::signing::{Algorithm, PublicKey, SignError, SigningKey};
+use crate::signing::{Algorithm, KeyError, PublicKey, SigningKey};
+use crate::support::lock;
 
 #[derive(Debug, Default)]
 struct SetKeys {
     records: Vec<KeyRecord>,
-    signers: HashMap<String, SigningKey>,
-    /// Why a key of this set has no signer (backend down, bad record).
-    unusable: HashMap<String, String>,
+    /// A ready key for each record not destroyed, or why its record cannot make one.
+    signers: HashMap<String, Result<SigningKey, Arc<KeyError>>>,
 }
 
 /// A snapshot of every key, rebuilt on each reload.
 #[derive(Debug, Default)]
-pub struct KeyView {
+pub(crate) struct KeyView {
     sets: HashMap<String, SetKeys>,
 }
 
 impl KeyView {
-    pub fn build(config: &Config, backends: &[Arc<BackendSlot>], records: Vec<KeyRecord>) -> Self {
+    pub(super) fn build(
+        config: &Config,
+        backends: &[Arc<BackendSlot>],
+        records: Vec<KeyRecord>,
+    ) -> Self {
         let mut sets: HashMap<String, SetKeys> = HashMap::new();
         for r in records {
             let entry = sets.entry(r.key_set.clone()).or_default();
             if r.destroyed_at.is_none()
                 && let Some(cfg) = config.key_set(&r.key_set)
             {
-                match signing_key(&r, &backends[cfg.hsm]) {
-                    Ok(k) => {
-                        entry.signers.insert(r.kid.clone(), k);
-                    }
-                    Err(e) => {
-                        entry.unusable.insert(r.kid.clone(), e.to_string());
-                    }
-                }
+                let signer = signing_key(&r, &backends[cfg.hsm]).map_err(Arc::new);
+                entry.signers.insert(r.kid.clone(), signer);
             }
             entry.records.push(r);
         }
         KeyView { sets }
     }
 
-    pub fn records(&self, set: &str) -> &[KeyRecord] {
+    /// The records of key set `set`, oldest first.
+    pub(crate) fn records(&self, set: &str) -> &[KeyRecord] {
         self.sets
             .get(set)
             .map(|s| s.records.as_slice())
@@ -59,35 +58,36 @@ impl KeyView {
     }
 
     /// Every record of every key set.
-    pub fn records_all(&self) -> impl Iterator<Item = &KeyRecord> {
+    pub(super) fn records_all(&self) -> impl Iterator<Item = &KeyRecord> {
         self.sets.values().flat_map(|s| s.records.iter())
     }
 
-    pub fn active(&self, set: &str, now: i64) -> Option<&KeyRecord> {
+    pub(super) fn active(&self, set: &str, now: i64) -> Option<&KeyRecord> {
         lifecycle::active(self.records(set), now)
     }
 
-    /// The key that signs for `set` at `now`.
-    pub fn signing_key(&self, set: &str, now: i64) -> Result<SigningKey, ServiceError> {
-        let active = self
-            .active(set, now)
-            .ok_or_else(|| ServiceError::NoActiveKey(set.to_string()))?;
-        let keys = self.sets.get(set);
-        if let Some(k) = keys.and_then(|s| s.signers.get(&active.kid)) {
-            return Ok(k.clone());
+    /// The key `kid` of `set`, ready to sign: 404 when the key set has no such (undestroyed) key,
+    /// 500 when its record cannot make one.
+    pub(super) fn signer(&self, set: &str, kid: &str) -> Result<SigningKey, ServiceError> {
+        match self.sets.get(set).and_then(|s| s.signers.get(kid)) {
+            Some(Ok(key)) => Ok(key.clone()),
+            Some(Err(e)) => Err(ServiceError::KeyUnusable {
+                set: set.to_string(),
+                kid: kid.to_string(),
+                source: e.clone(),
+            }),
+            None => Err(ServiceError::KeyNotFound {
+                set: set.to_string(),
+                kid: kid.to_string(),
+            }),
         }
-        let reason = keys
-            .and_then(|s| s.unusable.get(&active.kid))
-            .cloned()
-            .unwrap_or_else(|| "no signer".into());
-        Err(SignError::Unavailable(format!("key {}: {reason}", active.kid)).into())
     }
 }
 
-fn signing_key(r: &KeyRecord, slot: &Arc<BackendSlot>) -> Result<SigningKey, SignError> {
-    let alg = Algorithm::from_jose(&r.alg)
-        .ok_or_else(|| SignError::Key(format!("unknown alg {}", r.alg)))?;
-    let public = PublicKey::from_jwk(&r.public_jwk).map_err(|e| SignError::Key(e.to_string()))?;
+fn signing_key(r: &KeyRecord, slot: &Arc<BackendSlot>) -> Result<SigningKey, KeyError> {
+    let alg =
+        Algorithm::from_jose(&r.alg).ok_or_else(|| KeyError::UnknownAlgorithm(r.alg.clone()))?;
+    let public = PublicKey::from_jwk(&r.public_jwk)?;
     // The signer finds the slot's current context at each call, so a recovered backend needs no
     // rebuilt view.
     let signer = Arc::new(HsmSigner::new(slot.clone(), r.hsm_id.clone(), alg));
@@ -101,17 +101,23 @@ pub struct Jwks {
     identity: Vec<String>,
     pub body: String,
     /// Strong ETag (quoted).
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// The last JWKS per scope (one key set, or all: `None`).
 #[derive(Debug, Default)]
-pub struct JwksCache {
+pub(super) struct JwksCache {
     docs: Mutex<HashMap<Option<String>, Arc<Jwks>>>,
 }
 
 impl JwksCache {
-    pub fn get(&self, config: &Config, view: &KeyView, set: Option<&str>, now: i64) -> Arc<Jwks> {
+    pub(super) fn get(
+        &self,
+        config: &Config,
+        view: &KeyView,
+        set: Option<&str>,
+        now: i64,
+    ) -> Arc<Jwks> {
         let mut published = Vec::new();
         for cfg in &config.key_sets {
             if set.is_some_and(|s| s != cfg.name) {
@@ -125,8 +131,7 @@ impl JwksCache {
             .map(|k| format!("{}/{}", k.kid, k.alg))
             .collect();
         let scope = set.map(str::to_string);
-        if let Ok(docs) = self.docs.lock()
-            && let Some(doc) = docs.get(&scope)
+        if let Some(doc) = lock(&self.docs).get(&scope)
             && doc.identity == identity
         {
             return doc.clone();
@@ -146,9 +151,7 @@ impl JwksCache {
             body,
             etag,
         });
-        if let Ok(mut docs) = self.docs.lock() {
-            docs.insert(scope, doc.clone());
-        }
+        lock(&self.docs).insert(scope, doc.clone());
         doc
     }
 }

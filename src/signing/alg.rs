@@ -35,7 +35,7 @@ pub enum KeyKind {
 
 impl Algorithm {
     /// Parses a JOSE `alg` name.
-    pub fn from_jose(name: &str) -> Option<Self> {
+    pub(crate) fn from_jose(name: &str) -> Option<Self> {
         Some(match name {
             "PS256" => Self::Ps256,
             "PS384" => Self::Ps384,
@@ -50,7 +50,7 @@ impl Algorithm {
     }
 
     /// Parses an RFC 9421 algorithm name (HTTP message signature key sets).
-    pub fn from_http(name: &str) -> Option<Self> {
+    pub(crate) fn from_http(name: &str) -> Option<Self> {
         Some(match name {
             "ed25519" => Self::EdDsa,
             "ecdsa-p256-sha256" => Self::Es256,
@@ -60,7 +60,7 @@ impl Algorithm {
     }
 
     /// The JOSE `alg` value.
-    pub fn jose_name(self) -> &'static str {
+    pub(crate) fn jose_name(self) -> &'static str {
         match self {
             Self::Ps256 => "PS256",
             Self::Ps384 => "PS384",
@@ -74,7 +74,7 @@ impl Algorithm {
     }
 
     /// The RFC 9421 name, for the algorithms RFC 9421 registers.
-    pub fn http_name(self) -> Option<&'static str> {
+    pub(crate) fn http_name(self) -> Option<&'static str> {
         match self {
             Self::EdDsa | Self::Ed25519 => Some("ed25519"),
             Self::Es256 => Some("ecdsa-p256-sha256"),
@@ -84,7 +84,7 @@ impl Algorithm {
     }
 
     /// Whether FAPI 2.0 permits it for JWTs (PS256, ES256, EdDSA/Ed25519).
-    pub fn fapi_allowed(self) -> bool {
+    pub(crate) fn fapi_allowed(self) -> bool {
         matches!(
             self,
             Self::Ps256 | Self::Es256 | Self::EdDsa | Self::Ed25519
@@ -92,7 +92,7 @@ impl Algorithm {
     }
 
     /// The key pair this algorithm signs with; `rsa_bits` applies to the RSA ones.
-    pub fn key_kind(self, rsa_bits: u32) -> KeyKind {
+    pub(crate) fn key_kind(self, rsa_bits: u32) -> KeyKind {
         match self {
             Self::Ps256 | Self::Ps384 | Self::Ps512 | Self::Rs256 => {
                 KeyKind::Rsa { bits: rsa_bits }

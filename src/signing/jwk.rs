@@ -13,18 +13,10 @@ pub enum Curve {
 }
 
 impl Curve {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::P256 => "P-256",
             Self::P384 => "P-384",
-        }
-    }
-
-    /// Byte length of one coordinate.
-    pub fn coordinate_len(self) -> usize {
-        match self {
-            Self::P256 => 32,
-            Self::P384 => 48,
         }
     }
 }
@@ -86,7 +78,7 @@ impl PublicKey {
     }
 
     /// Reads the public members of a JWK (private members, if any, are ignored).
-    pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
+    pub(crate) fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
         let field = |name: &'static str| -> Result<Vec<u8>, JwkError> {
             jwk.get(name)
                 .and_then(Value::as_str)

@@ -1,109 +1,53 @@
-//! JWS compact serialisation through josekit, with a [`SigningKey`] behind josekit's `JwsSigner`.
-//! `alg` and `kid` always come from the key; the caller supplies the rest of the header.
+//! Compact JWS (RFC 7515 section 7.1), built here: the signing input is
+//! `BASE64URL(UTF8(header JSON)) "." BASE64URL(payload)`, and [`SigningKey::sign`] signs it (and
+//! self-checks the signature) like any other bytes. josekit is kept for verification only (the
+//! self-check and `verify_with_jwks`), so the code that checks a JWS is not the code that built it.
+//! `alg` and `kid` always come from the key; the caller's members were checked by its profile.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use josekit::JoseError;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use josekit::jwk::Jwk;
-use josekit::jws::{self, JwsAlgorithm, JwsHeader, JwsSigner, JwsVerifier};
+use josekit::jws::{self, JwsVerifier};
 use serde_json::{Map, Value};
 
-use super::{Algorithm, PublicKey, SignError, SigningKey};
+use super::{Algorithm, KeyError, PublicKey, SigningKey};
 
-/// josekit's view of an [`Algorithm`]: just its name.
-#[derive(Debug, Clone, Copy)]
-struct JoseAlg(Algorithm);
-
-impl JwsAlgorithm for JoseAlg {
-    fn name(&self) -> &str {
-        self.0.jose_name()
-    }
-
-    fn box_clone(&self) -> Box<dyn JwsAlgorithm> {
-        Box::new(*self)
-    }
-}
-
-/// A [`SigningKey`] as josekit's `JwsSigner`. The signer's own error is kept aside, since josekit
-/// can only carry its own error type through `serialize_compact`.
-#[derive(Debug, Clone)]
-struct KeySigner {
-    key: SigningKey,
-    alg: JoseAlg,
-    with_kid: bool,
-    error: Arc<Mutex<Option<SignError>>>,
-}
-
-impl JwsSigner for KeySigner {
-    fn algorithm(&self) -> &dyn JwsAlgorithm {
-        &self.alg
-    }
-
-    fn key_id(&self) -> Option<&str> {
-        self.with_kid.then(|| self.key.kid())
-    }
-
-    fn signature_len(&self) -> usize {
-        match self.key.public_key() {
-            PublicKey::Ec { curve, .. } => 2 * curve.coordinate_len(),
-            PublicKey::Rsa { n, .. } => n.iter().skip_while(|b| **b == 0).count(),
-            PublicKey::Ed25519 { .. } => 64,
-        }
-    }
-
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JoseError> {
-        self.key.sign(message).map_err(|e| {
-            let shown = JoseError::InvalidSignature(anyhow::anyhow!("{e}"));
-            if let Ok(mut slot) = self.error.lock() {
-                *slot = Some(e);
-            }
-            shown
-        })
-    }
-
-    fn box_clone(&self) -> Box<dyn JwsSigner> {
-        Box::new(self.clone())
-    }
-}
-
-/// Signs `payload` as a compact JWS with `header` (which must not hold `alg` or `kid`: they come
-/// from the key). With `with_kid = false` no `kid` is added (test vectors).
-pub fn sign_compact(
+/// The protected header of a JWS signed by `key`: `alg` and `kid` from the key, then `members`
+/// (which a profile has checked; an `alg` or `kid` among them is ignored).
+pub(crate) fn protected_header(
     key: &SigningKey,
-    header: Map<String, Value>,
-    payload: &[u8],
-    with_kid: bool,
-) -> Result<String, SignError> {
-    let header =
-        JwsHeader::from_map(header).map_err(|e| SignError::Failed(format!("header: {e}")))?;
-    let signer = KeySigner {
-        key: key.clone(),
-        alg: JoseAlg(key.alg()),
-        with_kid,
-        error: Arc::new(Mutex::new(None)),
-    };
-    jws::serialize_compact(payload, &header, &signer).map_err(|e| {
-        signer
-            .error
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.take())
-            .unwrap_or_else(|| SignError::Failed(e.to_string()))
-    })
+    members: Map<String, Value>,
+) -> Map<String, Value> {
+    let mut header = Map::new();
+    header.insert("alg".into(), Value::String(key.alg().jose_name().into()));
+    header.insert("kid".into(), Value::String(key.kid().into()));
+    header.extend(
+        members
+            .into_iter()
+            .filter(|(name, _)| name != "alg" && name != "kid"),
+    );
+    header
 }
 
-/// Signs a JWT: `claims` serialised as the payload.
-pub fn sign_jwt(
-    key: &SigningKey,
-    header: Map<String, Value>,
-    claims: &Map<String, Value>,
-) -> Result<String, SignError> {
-    let payload = serde_json::to_vec(claims).map_err(|e| SignError::Failed(e.to_string()))?;
-    sign_compact(key, header, &payload, true)
+/// The JWS signing input: `BASE64URL(header JSON) "." BASE64URL(payload)`.
+pub(crate) fn signing_input(header: Map<String, Value>, payload: &[u8]) -> String {
+    let header = Value::Object(header).to_string();
+    format!(
+        "{}.{}",
+        B64URL.encode(header.as_bytes()),
+        B64URL.encode(payload)
+    )
+}
+
+/// The compact serialisation: the signing input, a dot, the signature in base64url.
+pub(crate) fn compact(signing_input: &str, signature: &[u8]) -> String {
+    format!("{signing_input}.{}", B64URL.encode(signature))
 }
 
 /// RFC 7515 Appendix F: the compact JWS with its payload part emptied.
-pub fn detach(compact: &str) -> String {
+pub(crate) fn detach(compact: &str) -> String {
     let mut parts = compact.splitn(3, '.');
     let (h, _, s) = (parts.next(), parts.next(), parts.next());
     format!("{}..{}", h.unwrap_or_default(), s.unwrap_or_default())
@@ -113,8 +57,9 @@ pub fn detach(compact: &str) -> String {
 pub(super) fn verifier(
     alg: Algorithm,
     public: &PublicKey,
-) -> Result<Arc<dyn JwsVerifier>, SignError> {
-    let jwk = Jwk::from_map(public.jwk_members()).map_err(|e| SignError::Key(e.to_string()))?;
+) -> Result<Arc<dyn JwsVerifier>, KeyError> {
+    let unusable = |source| KeyError::Unusable { alg, source };
+    let jwk = Jwk::from_map(public.jwk_members()).map_err(unusable)?;
     let v: Box<dyn JwsVerifier> = match alg {
         Algorithm::Ps256 => jws::PS256
             .verifier_from_jwk(&jwk)
@@ -138,7 +83,7 @@ pub(super) fn verifier(
             .verifier_from_jwk(&jwk)
             .map(|x| Box::new(x) as Box<dyn JwsVerifier>),
     }
-    .map_err(|e| SignError::Key(format!("{alg} cannot use this public key: {e}")))?;
+    .map_err(unusable)?;
     Ok(Arc::from(v))
 }
 
@@ -157,6 +102,17 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).expect("shared vectors")).unwrap()
     }
 
+    /// Header and payload signed as a compact JWS, as the service's operations do.
+    fn sign(
+        key: &SigningKey,
+        header: Map<String, Value>,
+        payload: &[u8],
+    ) -> Result<String, SignError> {
+        let input = signing_input(header, payload);
+        let signature = key.sign(input.as_bytes())?;
+        Ok(compact(&input, &signature))
+    }
+
     #[test]
     fn rfc8037_a4_reproduces_through_the_jws_layer() {
         let v = vectors();
@@ -165,7 +121,9 @@ mod tests {
             SoftwareSigner::key_from_jwk(Algorithm::EdDsa, a4["jwk"].as_object().unwrap()).unwrap();
         assert_eq!(key.kid(), a4["jwk_thumbprint_sha256"].as_str().unwrap());
         let payload = a4["payload"].as_str().unwrap().as_bytes();
-        let jws = sign_compact(&key, Map::new(), payload, false).unwrap();
+        // RFC 8037 A.4 signs a header of `alg` alone.
+        let header = json!({"alg": "EdDSA"}).as_object().unwrap().clone();
+        let jws = sign(&key, header, payload).unwrap();
         assert_eq!(jws, a4["jws"].as_str().unwrap());
     }
 
@@ -181,18 +139,21 @@ mod tests {
             Algorithm::Es384,
         ] {
             let key = SoftwareSigner::generate(alg).unwrap();
-            let header = json!({"typ": "at+jwt"}).as_object().unwrap().clone();
-            let claims = json!({"sub": "alice"}).as_object().unwrap().clone();
-            let jwt = sign_jwt(&key, header, &claims).unwrap();
+            let members = json!({"typ": "at+jwt", "alg": "none", "kid": "other"});
+            let header = protected_header(&key, members.as_object().unwrap().clone());
+            let claims = json!({"sub": "alice"});
+            let jwt = sign(&key, header, claims.to_string().as_bytes()).unwrap();
             let (h, _) = jwt.split_once('.').unwrap();
-            let h: Value = serde_json::from_slice(
-                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, h)
-                    .unwrap(),
-            )
-            .unwrap();
+            let h: Value = serde_json::from_slice(&B64URL.decode(h).unwrap()).unwrap();
             assert_eq!(h["alg"], alg.jose_name());
             assert_eq!(h["kid"], key.kid());
             assert_eq!(h["typ"], "at+jwt");
+            // josekit, independent of the code above, accepts it.
+            let verifier = verifier(alg, key.public_key()).unwrap();
+            let (input, sig) = jwt.rsplit_once('.').unwrap();
+            verifier
+                .verify(input.as_bytes(), &B64URL.decode(sig).unwrap())
+                .unwrap();
         }
     }
 
@@ -226,7 +187,7 @@ mod tests {
             Arc::new(faulty),
         )
         .unwrap();
-        let err = sign_compact(&key, Map::new(), b"x", true).unwrap_err();
+        let err = sign(&key, Map::new(), b"x").unwrap_err();
         assert!(matches!(err, SignError::SelfCheckFailed(_)), "{err:?}");
     }
 }

@@ -5,8 +5,8 @@
 
 mod alg;
 pub mod http_sig;
-pub mod jwk;
-pub mod jws;
+pub(crate) mod jwk;
+pub(crate) mod jws;
 mod profile;
 pub mod software;
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub use alg::{Algorithm, KeyKind};
 pub use jwk::PublicKey;
-pub use profile::{ClaimPolicy, PolicyError, Profile};
+pub use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
 
 /// The one capability a key offers this layer: sign a message with its algorithm's full procedure
 /// (hashing included). Blocking; callers run it off the async executor.
@@ -23,12 +23,16 @@ pub trait Sign: Send + Sync + fmt::Debug {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError>;
 }
 
-/// Why a signature could not be made.
+/// A lower layer's error, kept as the `source` of a [`SignError`] without this layer naming it
+/// (the HSM error travels this way).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a signature could not be made. The cause, where there is one, is the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The key's backend is down or not logged in; retrying later may work.
-    #[error("key backend unavailable: {0}")]
-    Unavailable(String),
+    #[error("key backend unavailable")]
+    Unavailable(#[source] BoxError),
     /// Every backend session is busy and none came free within the deadline.
     #[error("key backend busy")]
     Busy,
@@ -36,15 +40,30 @@ pub enum SignError {
     #[error("key backend timed out")]
     Timeout,
     /// The backend refused the operation.
-    #[error("key backend failed: {0}")]
-    Failed(String),
+    #[error("key backend refused the operation")]
+    Failed(#[source] BoxError),
     /// The signature did not verify with the key's public key (fault-attack defence); it was not
-    /// returned.
+    /// returned. Holds the kid.
     #[error("signature self-check failed for kid {0}")]
     SelfCheckFailed(String),
-    /// The key itself is unusable (bad public key, unsupported algorithm).
-    #[error("key unusable: {0}")]
-    Key(String),
+    /// A bug: the signing task panicked or was cancelled.
+    #[error("the signing task failed")]
+    Internal(#[source] BoxError),
+}
+
+/// Why a key cannot be made ready to sign.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unknown algorithm `{0}`")]
+    UnknownAlgorithm(String),
+    #[error(transparent)]
+    Jwk(#[from] jwk::JwkError),
+    #[error("{alg} cannot use this key")]
+    Unusable {
+        alg: Algorithm,
+        #[source]
+        source: josekit::JoseError,
+    },
 }
 
 /// A key ready to sign: its kid, algorithm, public key, and the backend behind it.
@@ -72,7 +91,7 @@ impl SigningKey {
         alg: Algorithm,
         public: PublicKey,
         signer: Arc<dyn Sign>,
-    ) -> Result<Self, SignError> {
+    ) -> Result<Self, KeyError> {
         let verifier = jws::verifier(alg, &public)?;
         Ok(Self {
             kid: kid.into(),
@@ -98,9 +117,9 @@ impl SigningKey {
     /// Signs `msg` and returns the signature only if it verifies with the public key.
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let sig = self.signer.sign(msg)?;
-        self.verifier
-            .verify(msg, &sig)
-            .map_err(|_| SignError::SelfCheckFailed(self.kid.clone()))?;
+        if self.verifier.verify(msg, &sig).is_err() {
+            return Err(SignError::SelfCheckFailed(self.kid.clone()));
+        }
         Ok(sig)
     }
 }

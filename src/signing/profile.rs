@@ -1,6 +1,8 @@
 //! Signing profiles: what a key set of each purpose may sign. A profile fixes `typ`, the required
 //! claims, the issuer pin, the maximum lifetime and the `iat` skew, and which header members a
-//! caller may set. Pure: the caller passes the time in.
+//! caller may set. The lifetime and clock-skew rule ([`TimePolicy::check`]) is written once here
+//! and serves JWTs (`iat`, `exp`) and RFC 9421 signatures (`created`, `expires`) alike. Pure: the
+//! caller passes the time in.
 
 use serde_json::{Map, Value};
 
@@ -16,12 +18,44 @@ pub enum Profile {
     Generic,
 }
 
-/// The rules a profile is checked against, from the key set's configuration.
+/// How long a signature may live and how far its start may be from now (a key set's
+/// `max_lifetime` and `clock_skew`, in seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePolicy {
+    pub max_lifetime_s: i64,
+    pub clock_skew_s: i64,
+}
+
+/// The rules a JWT profile is checked against, from the key set's configuration.
 #[derive(Debug, Clone)]
 pub struct ClaimPolicy<'a> {
     pub issuer: &'a str,
-    pub max_lifetime_s: i64,
-    pub clock_skew_s: i64,
+    pub times: TimePolicy,
+}
+
+/// Which pair of members a time rule checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMembers {
+    /// A JWT's `iat` and `exp`.
+    Jwt,
+    /// An RFC 9421 signature's `created` and `expires` parameters.
+    HttpSignature,
+}
+
+impl TimeMembers {
+    fn start(self) -> &'static str {
+        match self {
+            Self::Jwt => "iat",
+            Self::HttpSignature => "created",
+        }
+    }
+
+    fn end(self) -> &'static str {
+        match self {
+            Self::Jwt => "exp",
+            Self::HttpSignature => "expires",
+        }
+    }
 }
 
 /// Why a request breaks its profile. `code()` is the stable problem code.
@@ -33,10 +67,18 @@ pub enum PolicyError {
     ClaimInvalid(&'static str, &'static str),
     #[error("`iss` must be `{0}`")]
     IssuerMismatch(String),
-    #[error("exp - iat is {0} s, more than this key set's max_lifetime of {1} s")]
-    LifetimeExceeded(i64, i64),
-    #[error("`iat` is {0} s away from now, more than the allowed clock skew of {1} s")]
-    IatSkew(i64, i64),
+    #[error("{} - {} is {lifetime} s, more than this key set's max_lifetime of {max} s", .members.end(), .members.start())]
+    LifetimeExceeded {
+        members: TimeMembers,
+        lifetime: i64,
+        max: i64,
+    },
+    #[error("`{}` is {offset} s away from now, more than the allowed clock skew of {skew} s", .members.start())]
+    StartOutOfRange {
+        members: TimeMembers,
+        offset: i64,
+        skew: i64,
+    },
     #[error("the header member `{0}` is set by Signet and may not be supplied")]
     HeaderForbidden(String),
     #[error("the header member `{0}` is not allowed by this profile")]
@@ -47,14 +89,58 @@ pub enum PolicyError {
     ClaimForbidden(&'static str),
 }
 
+impl TimePolicy {
+    /// The lifetime and clock-skew rule. A start time (`iat`, `created`), when given, must lie
+    /// within the clock skew of `now`; the lifetime from the start (or from now, without one) to
+    /// the expiry may not exceed `max_lifetime`. An expiry that is not after the start is left to
+    /// the caller: a JWT's `claim_invalid`, RFC 9421's `expires_not_after_created`.
+    pub fn check(
+        &self,
+        members: TimeMembers,
+        start: Option<i64>,
+        expires: Option<i64>,
+        now: i64,
+    ) -> Result<(), PolicyError> {
+        // Saturating: the times are the caller's, and no i64 may make this panic (found by
+        // fuzzing).
+        if let Some(start) = start
+            && start.saturating_sub(now).saturating_abs() > self.clock_skew_s
+        {
+            return Err(PolicyError::StartOutOfRange {
+                members,
+                offset: start.saturating_sub(now),
+                skew: self.clock_skew_s,
+            });
+        }
+        let start = start.unwrap_or(now);
+        if let Some(expires) = expires
+            && expires.saturating_sub(start) > self.max_lifetime_s
+        {
+            return Err(PolicyError::LifetimeExceeded {
+                members,
+                lifetime: expires.saturating_sub(start),
+                max: self.max_lifetime_s,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl PolicyError {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::ClaimMissing(_) => "claim_missing",
             Self::ClaimInvalid(..) => "claim_invalid",
             Self::IssuerMismatch(_) => "issuer_mismatch",
-            Self::LifetimeExceeded(..) => "lifetime_exceeded",
-            Self::IatSkew(..) => "iat_out_of_range",
+            Self::LifetimeExceeded { .. } => "lifetime_exceeded",
+            Self::StartOutOfRange {
+                members: TimeMembers::Jwt,
+                ..
+            } => "iat_out_of_range",
+            Self::StartOutOfRange {
+                members: TimeMembers::HttpSignature,
+                ..
+            } => "created_out_of_range",
             Self::HeaderForbidden(_) => "header_forbidden",
             Self::HeaderNotAllowed(_) => "header_not_allowed",
             Self::TypMismatch(_) => "typ_mismatch",
@@ -84,7 +170,7 @@ impl Profile {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::IdToken => "id_token",
             Self::AccessToken => "access_token",
@@ -97,7 +183,7 @@ impl Profile {
     }
 
     /// The `typ` this profile signs with, if it fixes one.
-    pub fn typ(self) -> Option<&'static str> {
+    pub(crate) fn typ(self) -> Option<&'static str> {
         match self {
             Self::AccessToken => Some("at+jwt"),
             Self::Introspection => Some("token-introspection+jwt"),
@@ -108,7 +194,7 @@ impl Profile {
     }
 
     /// Whether `sign/jwt` applies (every JWT profile, and `generic`).
-    pub fn signs_jwt(self) -> bool {
+    pub(crate) fn signs_jwt(self) -> bool {
         self != Self::HttpMessage
     }
 
@@ -200,28 +286,12 @@ impl Profile {
         let exp = numeric(claims, "exp")?;
         let iat = numeric(claims, "iat")?;
         numeric(claims, "nbf")?;
-        // Saturating: `now` is the caller's, and no i64 may make this panic (found by fuzzing).
-        if let Some(iat) = iat
-            && iat.saturating_sub(now).saturating_abs() > policy.clock_skew_s
+        policy.times.check(TimeMembers::Jwt, iat, exp, now)?;
+        // Without `iat` the lifetime counts from now.
+        if let Some(exp) = exp
+            && exp <= iat.unwrap_or(now)
         {
-            return Err(PolicyError::IatSkew(
-                iat.saturating_sub(now),
-                policy.clock_skew_s,
-            ));
-        }
-        if let Some(exp) = exp {
-            // Without `iat` the lifetime counts from now.
-            let start = iat.unwrap_or(now);
-            if exp <= start {
-                return Err(PolicyError::ClaimInvalid("exp", "must be after iat"));
-            }
-            let lifetime = exp.saturating_sub(start);
-            if lifetime > policy.max_lifetime_s {
-                return Err(PolicyError::LifetimeExceeded(
-                    lifetime,
-                    policy.max_lifetime_s,
-                ));
-            }
+            return Err(PolicyError::ClaimInvalid("exp", "must be after iat"));
         }
         match self {
             Self::Introspection => introspection(claims),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod containers;
+pub mod local;
 pub mod postgres;
 pub mod store;
 
@@ -69,6 +70,60 @@ impl Token {
             .env("SOFTHSM2_CONF", self.conf())
             .output()
             .expect("run pkcs11-tool")
+    }
+}
+
+impl Token {
+    /// A key pair made with `pkcs11-tool --keypairgen` (a key ceremony's), `protect`ed
+    /// (sensitive, private) or careless (extractable).
+    pub fn keypair(&self, id: &str, label: &str, kind: &str, protect: bool) {
+        let mut args = vec![
+            "--keypairgen",
+            "--key-type",
+            kind,
+            "--id",
+            id,
+            "--label",
+            label,
+        ];
+        args.extend(if protect {
+            ["--sensitive", "--private"]
+        } else {
+            ["--private", "--extractable"]
+        });
+        let out = self.pkcs11_tool(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Valid claims for `profile` at `now`.
+pub fn claims_for(profile: &str, now: i64) -> Value {
+    match profile {
+        "id_token" => {
+            serde_json::json!({"iss": ISSUER, "sub": "alice", "aud": "client-1", "iat": now,
+            "exp": now + 300, "nonce": "n-0S6_WzA2Mj"})
+        }
+        "access_token" => {
+            serde_json::json!({"iss": ISSUER, "sub": "alice", "aud": "https://rs.example.test",
+            "iat": now, "exp": now + 300, "jti": "at-1", "client_id": "client-1", "scope": "openid"})
+        }
+        "jarm" => {
+            serde_json::json!({"iss": ISSUER, "aud": "client-1", "exp": now + 60, "code": "abc",
+            "state": "s"})
+        }
+        "introspection" => {
+            serde_json::json!({"iss": ISSUER, "aud": "https://rs.example.test", "iat": now,
+            "token_introspection": {"active": true, "sub": "alice", "client_id": "client-1"}})
+        }
+        "logout_token" => {
+            serde_json::json!({"iss": ISSUER, "aud": "client-1", "iat": now, "jti": "lo-1",
+            "sub": "alice", "events": {"http://schemas.openid.net/event/backchannel-logout": {}}})
+        }
+        _ => serde_json::json!({"iss": ISSUER, "anything": [1, 2, 3]}),
     }
 }
 

@@ -37,8 +37,8 @@ const ITEM_FIELDS: &[&str] = &["client-cert"];
 /// The messages a signature base is built from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Context<'a> {
-    pub message: &'a HttpMessage,
-    pub request: Option<&'a HttpMessage>,
+    pub(crate) message: &'a HttpMessage,
+    pub(crate) request: Option<&'a HttpMessage>,
 }
 
 impl Context<'_> {
@@ -51,12 +51,12 @@ impl Context<'_> {
 /// The signature metadata parameters, in the order they are serialized.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SigParams<'a> {
-    pub created: Option<i64>,
-    pub expires: Option<i64>,
-    pub nonce: Option<&'a str>,
-    pub alg: Option<&'a str>,
-    pub keyid: Option<&'a str>,
-    pub tag: Option<&'a str>,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
+    pub(crate) nonce: Option<&'a str>,
+    pub(crate) alg: Option<&'a str>,
+    pub(crate) keyid: Option<&'a str>,
+    pub(crate) tag: Option<&'a str>,
 }
 
 /// The `@signature-params` inner list: the covered identifiers, then `created`, `expires`,

@@ -51,20 +51,20 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Component {
     /// The identifier as an sf-string item with parameters, order preserved.
-    pub item: Item,
+    pub(crate) item: Item,
     /// The component name (a field name is lower-case).
-    pub name: String,
-    pub kind: Kind,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
     /// `req`: take the component from the related request.
-    pub req: bool,
+    pub(crate) req: bool,
     /// `sf`: strict structured-field re-serialization.
-    pub sf: bool,
+    pub(crate) sf: bool,
     /// `bs`: each field line as a byte sequence.
-    pub bs: bool,
+    pub(crate) bs: bool,
     /// `key`: one member of a dictionary field.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// `name`: the parameter of `@query-param`.
-    pub query_name: Option<String>,
+    pub(crate) query_name: Option<String>,
 }
 
 impl Component {
@@ -108,21 +108,7 @@ impl Component {
             ));
         };
         let name = name.as_str().to_owned();
-        let kind = if name == "@signature-params" {
-            return Err(HttpSigError::SignatureParamsCovered);
-        } else if name.starts_with('@') {
-            Kind::Derived(
-                Derived::from_name(&name)
-                    .ok_or_else(|| HttpSigError::UnknownDerivedComponent(name.clone()))?,
-            )
-        } else if !name.is_empty() && name.bytes().all(is_field_name_byte) {
-            Kind::Field
-        } else {
-            return Err(HttpSigError::BadComponent(
-                id,
-                "a field name is a non-empty lower-case token".into(),
-            ));
-        };
+        let kind = kind_of(&name, &id)?;
         let invalid = |reason: &str| HttpSigError::InvalidComponentParameter {
             component: id.clone(),
             reason: reason.to_owned(),
@@ -220,6 +206,24 @@ pub(crate) fn check_duplicates(components: &[Component]) -> Result<(), HttpSigEr
         seen.push(canonical);
     }
     Ok(())
+}
+
+/// Whether `name` (of the identifier `id`) is a derived component or a field.
+fn kind_of(name: &str, id: &str) -> Result<Kind, HttpSigError> {
+    if name == "@signature-params" {
+        Err(HttpSigError::SignatureParamsCovered)
+    } else if name.starts_with('@') {
+        Derived::from_name(name)
+            .map(Kind::Derived)
+            .ok_or_else(|| HttpSigError::UnknownDerivedComponent(name.to_owned()))
+    } else if !name.is_empty() && name.bytes().all(is_field_name_byte) {
+        Ok(Kind::Field)
+    } else {
+        Err(HttpSigError::BadComponent(
+            id.to_owned(),
+            "a field name is a non-empty lower-case token".into(),
+        ))
+    }
 }
 
 /// `tchar` of RFC 9110 section 5.6.2, upper-case letters excluded.

@@ -13,7 +13,7 @@ use super::message::HttpMessage;
 
 /// A Content-Digest algorithm (RFC 9530 section 5, "Hash Algorithms for HTTP Digest Fields").
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-pub enum DigestAlg {
+pub(crate) enum DigestAlg {
     #[serde(rename = "sha-256")]
     Sha256,
     #[serde(rename = "sha-512")]
@@ -23,7 +23,7 @@ pub enum DigestAlg {
 impl DigestAlg {
     /// The registered algorithm key (`sha-256`, `sha-512`).
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Sha256 => "sha-256",
             Self::Sha512 => "sha-512",
@@ -48,7 +48,7 @@ impl DigestAlg {
 
 /// The Content-Digest field value for `body`, e.g. `sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:`.
 #[must_use]
-pub fn content_digest(body: &[u8], alg: DigestAlg) -> String {
+pub(crate) fn content_digest(body: &[u8], alg: DigestAlg) -> String {
     // An sf-key followed by "=" and a serialized item is one serialized dictionary member;
     // both halves come from sfv-valid values, so no hand-written escaping is involved.
     let value = Item::new(BareItem::ByteSequence(alg.hash(body))).serialize();

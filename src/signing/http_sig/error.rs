@@ -124,7 +124,7 @@ pub enum HttpSigError {
 impl HttpSigError {
     /// The stable `snake_case` code of this error (the problem `code` member).
     #[must_use]
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::BadBodyBase64 => "bad_body_base64",

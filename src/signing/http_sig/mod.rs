@@ -24,7 +24,7 @@ mod vectors;
 use serde::Deserialize;
 use sfv::{BareItem, FieldType as _, Item};
 
-pub use digest::{DigestAlg, content_digest};
+pub(crate) use digest::{DigestAlg, content_digest};
 pub use error::HttpSigError;
 pub use jwks::verify_with_jwks;
 pub use message::HttpMessage;
@@ -46,22 +46,22 @@ const VECTORS: &str = concat!(
 #[serde(deny_unknown_fields)]
 pub struct SignHttpRequest {
     /// The message to sign (a request, or a response when `status` or `request` is given).
-    pub message: HttpMessage,
+    pub(crate) message: HttpMessage,
     /// The request a response answers, for `;req` components.
-    pub request: Option<HttpMessage>,
+    pub(crate) request: Option<HttpMessage>,
     /// Component identifiers, name quoted or not: `@method`, `@query-param;name="Pet"`,
     /// `"example-dict";key="a"`. May be empty.
-    pub covered: Vec<String>,
+    pub(crate) covered: Vec<String>,
     /// The signature label (an sf-key).
     #[serde(default = "default_label")]
-    pub label: String,
-    pub tag: Option<String>,
+    pub(crate) label: String,
+    pub(crate) tag: Option<String>,
     /// Unix seconds; `now` when absent.
-    pub created: Option<i64>,
-    pub expires: Option<i64>,
-    pub nonce: Option<String>,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
+    pub(crate) nonce: Option<String>,
     /// Compute a Content-Digest of `message.body` with this algorithm.
-    pub content_digest: Option<DigestAlg>,
+    pub(crate) content_digest: Option<DigestAlg>,
 }
 
 fn default_label() -> String {
@@ -82,7 +82,9 @@ pub fn parse_sign_request(json: &[u8]) -> Result<SignHttpRequest, HttpSigError> 
 ///
 /// # Errors
 /// As [`parse_sign_request`].
-pub fn sign_request_from_json(json: serde_json::Value) -> Result<SignHttpRequest, HttpSigError> {
+pub(crate) fn sign_request_from_json(
+    json: serde_json::Value,
+) -> Result<SignHttpRequest, HttpSigError> {
     serde_json::from_value(json).map_err(request_error)
 }
 
@@ -187,7 +189,7 @@ pub struct SignedHeaders {
     pub signature_input: String,
     /// `label=:<base64>:`: one Signature dictionary member.
     pub signature: String,
-    pub content_digest: Option<String>,
+    pub(crate) content_digest: Option<String>,
 }
 
 /// Wraps the signature over `prepared.signature_base` into the Signature-Input and Signature

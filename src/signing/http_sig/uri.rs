@@ -12,7 +12,7 @@ use super::message::is_base_safe;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TargetUri<'a> {
     /// The URI exactly as given (the `@target-uri` value).
-    pub raw: &'a str,
+    pub(crate) raw: &'a str,
     scheme: &'a str,
     authority: &'a str,
     path: &'a str,

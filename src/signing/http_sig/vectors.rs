@@ -230,6 +230,8 @@ fn section_2_4_req_binding_is_reproduced_and_verifies() {
     assert_eq!(verified.covered[3], r#""@authority";req"#);
 }
 
+// Over 80 lines on purpose: one request and its response, signed and verified in order; split,
+// the two halves would have to pass the request around.
 #[test]
 fn fapi_2_request_and_response_round_trip() {
     let all = vectors();

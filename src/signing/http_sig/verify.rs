@@ -8,8 +8,8 @@
 use sfv::{BareItem, Dictionary, Item, ListEntry, Parser};
 
 use super::base::{Context, serialize_inner_list, signature_base};
+use super::check_covered_digests;
 use super::components::{Component, check_duplicates};
-use super::digest::check_content_digest;
 use super::error::HttpSigError;
 use super::message::HttpMessage;
 
@@ -17,13 +17,13 @@ use super::message::HttpMessage;
 /// own clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    pub label: String,
+    pub(crate) label: String,
     pub keyid: Option<String>,
-    pub created: Option<i64>,
-    pub expires: Option<i64>,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
     pub tag: Option<String>,
     /// The covered component identifiers, serialized as in the base: `"@method";req`.
-    pub covered: Vec<String>,
+    pub(crate) covered: Vec<String>,
 }
 
 /// Verifies one signature of `message` (with `request` for `;req` components).
@@ -90,19 +90,7 @@ pub fn verify_message(
     {
         return Err(HttpSigError::ExpiresNotAfterCreated { created, expires });
     }
-    let digest_covered = |req: bool| {
-        components
-            .iter()
-            .any(|c| c.name == "content-digest" && c.req == req)
-    };
-    if digest_covered(false) {
-        check_content_digest(message)?;
-    }
-    if let Some(request) = request
-        && digest_covered(true)
-    {
-        check_content_digest(request)?;
-    }
+    check_covered_digests(&components, message, request)?;
 
     // The parsed inner list re-serialized is the canonical @signature-params value.
     let ctx = Context { message, request };

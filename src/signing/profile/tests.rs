@@ -6,8 +6,10 @@ const NOW: i64 = 1_800_000_000;
 fn policy() -> ClaimPolicy<'static> {
     ClaimPolicy {
         issuer: "https://as.example.com",
-        max_lifetime_s: 3600,
-        clock_skew_s: 60,
+        times: TimePolicy {
+            max_lifetime_s: 3600,
+            clock_skew_s: 60,
+        },
     }
 }
 
@@ -52,7 +54,11 @@ fn time_rules() {
     c["exp"] = json!(NOW + 3601);
     assert_eq!(
         check(Profile::IdToken, c).unwrap_err(),
-        PolicyError::LifetimeExceeded(3601, 3600)
+        PolicyError::LifetimeExceeded {
+            members: TimeMembers::Jwt,
+            lifetime: 3601,
+            max: 3600
+        }
     );
     let mut c = id_token();
     c["iat"] = json!(NOW - 61);
@@ -128,6 +134,31 @@ fn names_round_trip() {
     ] {
         assert_eq!(Profile::from_name(p.name()), Some(p));
     }
+}
+
+/// The rule `sign/http` applies to `created` and `expires` (the checks `service::http_sign` made
+/// before the rule moved here).
+#[test]
+fn http_signature_times_follow_the_same_rule() {
+    let times = TimePolicy {
+        max_lifetime_s: 300,
+        clock_skew_s: 60,
+    };
+    let code = |created: Option<i64>, expires: Option<i64>| {
+        times
+            .check(TimeMembers::HttpSignature, created, expires, 1_000)
+            .err()
+            .map(|e| e.code())
+    };
+    assert_eq!(code(None, None), None);
+    assert_eq!(code(None, Some(1300)), None);
+    assert_eq!(code(None, Some(1301)), Some("lifetime_exceeded"));
+    assert_eq!(code(Some(940), Some(1240)), None);
+    assert_eq!(code(Some(939), None), Some("created_out_of_range"));
+    assert_eq!(code(Some(1061), None), Some("created_out_of_range"));
+    assert_eq!(code(Some(1060), Some(1361)), Some("lifetime_exceeded"));
+    // An expiry before the start is the caller's to refuse (RFC 9421: expires_not_after_created).
+    assert_eq!(code(Some(1000), Some(900)), None);
 }
 
 /// Found by `fuzz/fuzz_targets/claims.rs`: `iat - now` overflowed for an extreme `now`.

@@ -1,0 +1,104 @@
+//! The service's one error type, with typed kinds: which rule refused, which key was missing, and
+//! the lower error (signing, store, RFC 9421, profile) kept as it came. The HTTP layer maps each
+//! kind to a problem code and status in one place (`http::problem`).
+
+use std::sync::Arc;
+
+use crate::keys::StoreError;
+use crate::signing::http_sig::HttpSigError;
+use crate::signing::{Algorithm, KeyError, PolicyError, SignError};
+
+/// A domain failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no key set named `{0}`")]
+    KeySetNotFound(String),
+    /// The client is not a signer, or not one of this key set's.
+    #[error("client `{client}` may not sign with key set `{set}`")]
+    Forbidden { client: String, set: String },
+    #[error("key set `{set}` has profile {profile}; {route} is not available for it")]
+    WrongProfile {
+        set: String,
+        profile: &'static str,
+        route: &'static str,
+    },
+    /// The request breaks the key set's profile (claims, header, lifetime, clock skew).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// An RFC 9421 request the signature base cannot be built from.
+    #[error(transparent)]
+    Message(#[from] HttpSigError),
+    #[error("`payload` must be base64url")]
+    PayloadNotBase64url(#[source] base64::DecodeError),
+    #[error("key set `{0}` has no active key")]
+    NoActiveKey(String),
+    #[error("no key {kid} in key set {set}")]
+    KeyNotFound { set: String, kid: String },
+    /// The stored key cannot be made ready to sign (a corrupt record).
+    #[error("key {kid} of key set {set} is unusable")]
+    KeyUnusable {
+        set: String,
+        kid: String,
+        #[source]
+        source: Arc<KeyError>,
+    },
+    #[error("no key pair {what} in the token of hsm `{hsm}`")]
+    HsmKeyNotFound { hsm: String, what: String },
+    /// The lifecycle rule refuses an operator change.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// An operator request that is malformed or names an unsuitable key.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug: a state that configuration validation or the code itself rules out.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Why the lifecycle rule refuses an operator change (a conflict with the key set's state).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "key {kid} was published at {published_at} and may not sign before {earliest} \
+         (min_publish {min_publish}); verifiers may not have it cached yet. Retry later, or pass \
+         force = true"
+    )]
+    MinPublishNotMet {
+        kid: String,
+        published_at: i64,
+        earliest: i64,
+        min_publish: String,
+    },
+    #[error("key set {0} has no next key to take over; pass force = true to generate one")]
+    NoNextKey(String),
+    #[error("key {0} is already revoked")]
+    AlreadyRevoked(String),
+    #[error("key {0} is already destroyed")]
+    AlreadyDestroyed(String),
+    #[error("key {kid} is {state}; only expired or revoked keys can be destroyed")]
+    KeyInUse { kid: String, state: &'static str },
+    #[error("key {0} is already managed by Signet")]
+    KeyExists(String),
+}
+
+/// A malformed operator request, or one that names a key Signet may not adopt.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("a revocation needs a reason")]
+    ReasonRequired,
+    #[error("activate_at must not be in the past")]
+    ActivateAtInPast,
+    #[error("`id` must be the CKA_ID in hex")]
+    Id(#[source] hex::FromHexError),
+    #[error(
+        "the private key must be a private token object with CKA_SENSITIVE=true, \
+         CKA_EXTRACTABLE=false and CKA_SIGN=true (pkcs11-tool: --sensitive --private)"
+    )]
+    KeyNotProtected,
+    #[error("the key pair does not fit {0}")]
+    KeyTypeMismatch(Algorithm),
+}

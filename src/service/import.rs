@@ -1,0 +1,153 @@
+//! Import: adopting a key pair already in a key set's token (e.g. from a key ceremony) as the key
+//! set's next key. The key must be a protected, sign-capable token object of the key set's
+//! algorithm; it takes the place (and the activation time) of the generated next key, which is
+//! revoked in the same transaction, so that exactly one next key stays published.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::hsm_signer::{fits, public_key};
+use super::{BackendSlot, Invalid, KeyEntry, Refusal, Service, ServiceError};
+use crate::hsm::{HsmError, KeyAttributes};
+use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, lifecycle};
+use crate::signing::PublicKey;
+
+/// How an operator names an existing key pair in the token.
+#[derive(Debug, Clone)]
+pub(crate) enum ImportBy {
+    /// `CKA_ID`, hex.
+    Id(String),
+    Label(String),
+}
+
+/// What the token says of the key pair to import.
+struct Found {
+    hsm_id: Vec<u8>,
+    public: PublicKey,
+    attrs: KeyAttributes,
+}
+
+impl Service {
+    /// Adopts a key pair already in the key set's token as its next key, activating when
+    /// `keys::lifecycle::next_activation` says. A generated next key it replaces is revoked.
+    pub(crate) async fn import(
+        &self,
+        set: &str,
+        by: ImportBy,
+        actor: &str,
+    ) -> Result<KeyEntry, ServiceError> {
+        let cfg = self.key_set(set)?;
+        let _ops = self.ops.lock().await;
+        let slot = self.backend_of(cfg);
+        let found = read_key_pair(slot, &by).await?;
+        let attrs = &found.attrs;
+        if !(attrs.sensitive && !attrs.extractable && attrs.sign && attrs.private && attrs.token) {
+            return Err(Invalid::KeyNotProtected.into());
+        }
+        if !fits(&found.public, cfg.alg) {
+            return Err(Invalid::KeyTypeMismatch(cfg.alg).into());
+        }
+        let kid = found.public.thumbprint();
+        if self.view().records_all().any(|k| k.kid == kid) {
+            return Err(Refusal::KeyExists(kid).into());
+        }
+        let now = self.now();
+        let records = self.records(set);
+        let replaced = lifecycle::next(&records, now).cloned();
+        let activate_at = lifecycle::next_activation(
+            &records,
+            cfg.policy.rotation_period.as_secs() as i64,
+            cfg.policy.min_publish.as_secs() as i64,
+            now,
+        );
+        let record = KeyRecord {
+            key_set: set.into(),
+            kid: kid.clone(),
+            alg: cfg.alg.jose_name().into(),
+            hsm: slot.config.name.clone(),
+            hsm_id: found.hsm_id.clone(),
+            public_jwk: found.public.jwk_members(),
+            origin: Origin::Imported,
+            created_at: now,
+            activate_at,
+            revoked_at: None,
+            revoke_reason: None,
+            destroyed_at: None,
+        };
+        let mut changes = vec![KeyChange::Insert(record)];
+        let mut events = vec![NewEvent::new(now, actor, "imported").key(set, &kid).detail(json!({
+            "hsm_id": hex::encode(&found.hsm_id),
+            "by": match &by { ImportBy::Id(i) => json!({"id": i}), ImportBy::Label(l) => json!({"label": l}) },
+            "activate_at": activate_at,
+            "sign_only": !(attrs.decrypt || attrs.unwrap || attrs.derive),
+            "replaces": replaced.as_ref().map(|r| r.kid.clone()),
+        }))];
+        if let Some(r) = &replaced {
+            let reason = format!("replaced by imported key {kid}");
+            changes.push(KeyChange::Revoke {
+                key_set: set.into(),
+                kid: r.kid.clone(),
+                at: now,
+                reason: reason.clone(),
+            });
+            events.push(
+                NewEvent::new(now, actor, "revoked")
+                    .key(set, &r.kid)
+                    .detail(json!({ "reason": reason, "state": "next" })),
+            );
+        }
+        self.store.apply(&changes, &events).await?;
+        self.reload().await?;
+        self.key_entry(set, &kid)
+    }
+}
+
+/// Reads the key pair `by` names from the token: its `CKA_ID`, public key and private-key
+/// attributes, after making it sign-only where the token allows.
+async fn read_key_pair(slot: &Arc<BackendSlot>, by: &ImportBy) -> Result<Found, ServiceError> {
+    enum Lookup {
+        Id(Vec<u8>),
+        Label(String),
+    }
+    let lookup = match by {
+        ImportBy::Id(h) => Lookup::Id(hex::decode(h.trim()).map_err(Invalid::Id)?),
+        ImportBy::Label(l) => Lookup::Label(l.clone()),
+    };
+    let found = slot
+        .with_backend(slot.config.op_timeout, move |b| {
+            let read = move || -> Result<Found, HsmError> {
+                let hsm_id = match lookup {
+                    Lookup::Id(id) => id,
+                    Lookup::Label(l) => b.id_by_label(&l)?,
+                };
+                let public = public_key(b.public_key(&hsm_id)?);
+                let mut attrs = b.private_attributes(&hsm_id)?;
+                if attrs.decrypt || attrs.unwrap || attrs.derive {
+                    // Ceremony tools often leave these on; Signet only ever signs.
+                    match b.restrict_to_sign(&hsm_id) {
+                        Ok(()) => attrs = b.private_attributes(&hsm_id)?,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot make the imported key sign-only")
+                        }
+                    }
+                }
+                Ok(Found {
+                    hsm_id,
+                    public,
+                    attrs,
+                })
+            };
+            // "No such key pair" is the operator's mistake (404), not a failing HSM.
+            match read() {
+                Ok(found) => Ok(Ok(found)),
+                Err(HsmError::KeyNotFound(what)) => Ok(Err(what)),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    found.map_err(|what| ServiceError::HsmKeyNotFound {
+        hsm: slot.config.name.clone(),
+        what,
+    })
+}

@@ -1,0 +1,339 @@
+//! The read models the HTTP layer shows: key sets with their active and next keys, key listings,
+//! readiness and the gauges of `/metrics`, as plain serialisable structs. Key states are derived
+//! here, once, from the key view and the clock (`keys::lifecycle`); `http/` serialises these and
+//! derives nothing.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::backends::BackendState;
+use super::reconcile::Reconciliation;
+use super::{Service, ServiceError};
+use crate::config::format_duration;
+use crate::keys::{KeyRecord, KeyState, lifecycle};
+use crate::signing::{Profile, PublicKey};
+
+/// Unix seconds, shown as RFC 3339 (`2026-11-29T12:00:00Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rfc3339(pub i64);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.0.max(0) as u64);
+        write!(f, "{}", humantime::format_rfc3339_seconds(t))
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One entry of `GET /v1/key-sets`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KeySetStatus {
+    pub(crate) name: String,
+    pub(crate) profile: &'static str,
+    /// The RFC 9421 name for `http_message` key sets, the JOSE name otherwise.
+    pub(crate) alg: &'static str,
+    pub(crate) hsm: String,
+    pub(crate) issuer: String,
+    pub(crate) active_kid: Option<String>,
+    pub(crate) active_since: Option<Rfc3339>,
+    pub(crate) next_kid: Option<String>,
+    pub(crate) next_activate_at: Option<Rfc3339>,
+    pub(crate) keys: usize,
+    pub(crate) rotation_period: String,
+    pub(crate) min_publish: String,
+    pub(crate) retain: String,
+    pub(crate) max_lifetime: String,
+}
+
+/// One key with its state now: an entry of `GET /v1/key-sets/{set}/keys`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KeyEntry {
+    pub(crate) kid: String,
+    pub(crate) state: &'static str,
+    pub(crate) published: bool,
+    pub(crate) alg: String,
+    pub(crate) origin: &'static str,
+    pub(crate) hsm: String,
+    /// `CKA_ID`, hex.
+    pub(crate) hsm_id: String,
+    pub(crate) created_at: Rfc3339,
+    pub(crate) activate_at: Rfc3339,
+    pub(crate) revoked_at: Option<Rfc3339>,
+    pub(crate) revoke_reason: Option<String>,
+    pub(crate) destroyed_at: Option<Rfc3339>,
+    /// The public JWK (`null` if the stored one does not parse).
+    pub(crate) jwk: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retired_until: Option<Rfc3339>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) expired_since: Option<Rfc3339>,
+}
+
+impl KeyEntry {
+    fn new(k: &KeyRecord, state: KeyState) -> Self {
+        Self {
+            kid: k.kid.clone(),
+            state: state.name(),
+            published: state.is_published(),
+            alg: k.alg.clone(),
+            origin: k.origin.name(),
+            hsm: k.hsm.clone(),
+            hsm_id: hex::encode(&k.hsm_id),
+            created_at: Rfc3339(k.created_at),
+            activate_at: Rfc3339(k.activate_at),
+            revoked_at: k.revoked_at.map(Rfc3339),
+            revoke_reason: k.revoke_reason.clone(),
+            destroyed_at: k.destroyed_at.map(Rfc3339),
+            jwk: PublicKey::from_jwk(&k.public_jwk)
+                .ok()
+                .map(|p| p.to_jwk(&k.kid, &k.alg)),
+            retired_until: match state {
+                KeyState::Retired { until } => Some(Rfc3339(until)),
+                _ => None,
+            },
+            expired_since: match state {
+                KeyState::Expired { since } => Some(Rfc3339(since)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// `GET /v1/key-sets/{set}/keys`: every key of one key set with its state now.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KeyListing {
+    pub(crate) key_set: String,
+    pub(crate) keys: Vec<KeyEntry>,
+}
+
+/// A component of `/readyz`: `{"state": "up"}` or `{"state": "down", "reason": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub(crate) enum ComponentState {
+    Up,
+    Down { reason: String },
+}
+
+/// A key set in `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct KeySetReadiness {
+    pub(crate) active_kid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<&'static str>,
+}
+
+/// The scheduler lease in `/readyz` (informative, not a readiness condition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct SchedulerStatus {
+    pub(crate) leader: bool,
+    pub(crate) holder: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) error: Option<String>,
+}
+
+/// `/readyz`: ready when the store answers, every backend is up and every key set has an active
+/// key.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Readiness {
+    /// `ready` or `not_ready`.
+    pub(crate) status: &'static str,
+    pub(crate) store: ComponentState,
+    pub(crate) backends: BTreeMap<String, ComponentState>,
+    pub(crate) key_sets: BTreeMap<String, KeySetReadiness>,
+    pub(crate) scheduler: SchedulerStatus,
+    /// What the start-up reconciliation found (informative).
+    pub(crate) reconciliation: Option<Reconciliation>,
+}
+
+impl Readiness {
+    pub(crate) fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+/// The gauges of `/metrics`, read at scrape time.
+#[derive(Debug, Clone)]
+pub(crate) struct Gauges {
+    pub(crate) backends: Vec<BackendGauge>,
+    pub(crate) key_sets: Vec<KeySetGauge>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct BackendGauge {
+    pub(crate) hsm: String,
+    pub(crate) up: bool,
+    pub(crate) sessions_in_use: usize,
+    pub(crate) sessions_idle: usize,
+    pub(crate) queue_depth: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KeySetGauge {
+    pub(crate) key_set: String,
+    /// Seconds until the next key activates (0 without one).
+    pub(crate) next_rotation_s: i64,
+    pub(crate) published_keys: usize,
+}
+
+impl Service {
+    /// `GET /v1/key-sets`.
+    pub(crate) fn key_sets(&self) -> Vec<KeySetStatus> {
+        let now = self.now();
+        let view = self.view();
+        self.config
+            .key_sets
+            .iter()
+            .map(|s| {
+                let records = view.records(&s.name);
+                let active = lifecycle::active(records, now);
+                let next = lifecycle::next(records, now);
+                let alg = match s.profile {
+                    Profile::HttpMessage => s.alg.http_name().unwrap_or(s.alg.jose_name()),
+                    _ => s.alg.jose_name(),
+                };
+                KeySetStatus {
+                    name: s.name.clone(),
+                    profile: s.profile.name(),
+                    alg,
+                    hsm: self.backend_of(s).config.name.clone(),
+                    issuer: s.issuer.clone(),
+                    active_kid: active.map(|k| k.kid.clone()),
+                    active_since: active.map(|k| Rfc3339(k.activate_at)),
+                    next_kid: next.map(|k| k.kid.clone()),
+                    next_activate_at: next.map(|k| Rfc3339(k.activate_at)),
+                    keys: records.len(),
+                    rotation_period: format_duration(s.policy.rotation_period),
+                    min_publish: format_duration(s.policy.min_publish),
+                    retain: format_duration(s.policy.retain),
+                    max_lifetime: format_duration(s.policy.max_lifetime),
+                }
+            })
+            .collect()
+    }
+
+    /// `GET /v1/key-sets/{set}/keys`: every key of `set` with its state now.
+    pub(crate) fn key_listing(&self, set: &str) -> Result<KeyListing, ServiceError> {
+        let cfg = self.key_set(set)?;
+        let now = self.now();
+        let view = self.view();
+        let records = view.records(set);
+        let retain = cfg.policy.retain.as_secs() as i64;
+        Ok(KeyListing {
+            key_set: set.to_string(),
+            keys: records
+                .iter()
+                .map(|k| KeyEntry::new(k, lifecycle::state(records, k, retain, now)))
+                .collect(),
+        })
+    }
+
+    /// The entry of key `kid` of `set`, with its state now.
+    pub(super) fn key_entry(&self, set: &str, kid: &str) -> Result<KeyEntry, ServiceError> {
+        let listing = self.key_listing(set)?;
+        listing
+            .keys
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ServiceError::KeyNotFound {
+                set: set.to_string(),
+                kid: kid.to_string(),
+            })
+    }
+
+    /// `/readyz`: the store answers, every backend is up, every key set has an active key.
+    pub(crate) async fn readiness(&self) -> Readiness {
+        let store = match self.store.ping().await {
+            Ok(()) => ComponentState::Up,
+            Err(e) => ComponentState::Down {
+                reason: e.to_string(),
+            },
+        };
+        let mut backends = BTreeMap::new();
+        for slot in &self.backends {
+            let state = match slot.state() {
+                BackendState::Down(reason) => Err(reason.to_string()),
+                BackendState::Up(_) => slot
+                    .with_backend(slot.config.op_timeout, |b| b.ping())
+                    .await
+                    .map_err(|e| crate::support::Chain(&e).to_string()),
+            };
+            let state = match state {
+                Ok(()) => ComponentState::Up,
+                Err(reason) => ComponentState::Down { reason },
+            };
+            backends.insert(slot.config.name.clone(), state);
+        }
+        let now = self.now();
+        let view = self.view();
+        let key_sets: BTreeMap<String, KeySetReadiness> = self
+            .config
+            .key_sets
+            .iter()
+            .map(|s| {
+                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
+                let reason = active_kid.is_none().then_some("no usable active key");
+                (s.name.clone(), KeySetReadiness { active_kid, reason })
+            })
+            .collect();
+        let ready = store == ComponentState::Up
+            && backends.values().all(|b| *b == ComponentState::Up)
+            && key_sets.values().all(|k| k.active_kid.is_some());
+        let lease = self.elector.state();
+        Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            store,
+            backends,
+            key_sets,
+            scheduler: SchedulerStatus {
+                leader: lease.leader,
+                holder: lease.holder.as_ref().map(|l| l.holder.clone()),
+                lease_expires_at: lease.holder.as_ref().map(|l| l.expires_at),
+                error: lease.error,
+            },
+            reconciliation: self.reconciliation(),
+        }
+    }
+
+    /// The gauges of `/metrics`, from the live state.
+    pub(crate) fn gauges(&self) -> Gauges {
+        let backends = self
+            .backends
+            .iter()
+            .map(|slot| {
+                let (waiting, running) = slot.load();
+                BackendGauge {
+                    hsm: slot.name().to_string(),
+                    up: matches!(slot.state(), BackendState::Up(_)),
+                    sessions_in_use: running,
+                    sessions_idle: slot.config.sessions.saturating_sub(running),
+                    queue_depth: waiting,
+                }
+            })
+            .collect();
+        let now = self.now();
+        let view = self.view();
+        let key_sets = self
+            .config
+            .key_sets
+            .iter()
+            .map(|set| {
+                let records = view.records(&set.name);
+                let retain = set.policy.retain.as_secs() as i64;
+                KeySetGauge {
+                    key_set: set.name.clone(),
+                    next_rotation_s: lifecycle::next(records, now)
+                        .map_or(0, |k| k.activate_at - now),
+                    published_keys: lifecycle::published(records, retain, now).len(),
+                }
+            })
+            .collect();
+        Gauges { backends, key_sets }
+    }
+}

@@ -1,0 +1,204 @@
+//! The one signing pipeline. Every way to sign (`sign/jwt`, `sign/jws`, `sign/http`, and the
+//! routes to come) is a [`SignOperation`] run by [`Service::sign`], which does what all of them
+//! need, in this order:
+//!
+//! 1. key set lookup (404) and caller permission (403): may this client sign with this key set;
+//! 2. [`SignOperation::admit`]: the operation's policy check at `now` (route and profile
+//!    admission, header and claims, RFC 9421 times); it names the profile the signature is made
+//!    under;
+//! 3. [`SignOperation::choose_key`]: the key that signs (default: the active key at `now`);
+//! 4. [`SignOperation::signing_input`]: the exact bytes to sign, built with that key;
+//! 5. the backend run under its deadline (a session permit, the queue bound, `op_timeout`), where
+//!    `SigningKey::sign` signs and self-checks;
+//! 6. the per-signature audit event when the key set has `audit_signatures = true` (kid, key set,
+//!    profile, client, SHA-256 of the signed bytes, never the bytes): written before the signature
+//!    is returned, and a signature whose event cannot be written is withheld;
+//! 7. [`SignOperation::finish`]: the operation shapes its result;
+//! 8. `signet_signatures_total{key_set, alg, outcome}` for every attempt past step 1.
+//!
+//! Extension points for the routes to come (see DESIGN.md):
+//! - `sign/compact` (a caller-built JWS): `admit` parses the signing input (`signing::compact`)
+//!   and, for a key set with several profiles, picks one from `typ` and the claims; `choose_key`
+//!   takes the header's `kid` and asks [`SetKeys::signer`] for it once the lifecycle rule allows it
+//!   (the active key, or the key a rotation superseded less than `activation_grace` ago; else 409
+//!   `kid_not_active`); `signing_input` returns the caller's bytes unchanged.
+//! - Vault Transit sign: `choose_key` picks by version (the key set's records in creation order,
+//!   which `SetKeys` would hand out);
+//!   a `batch_input` is one [`Service::sign`] per item, so each item gets its own audit event and
+//!   metric; `finish` shapes raw or DER output.
+//! - `header_x5c = true`: the JWS operations build their header with `jws::protected_header`, the
+//!   one place where a key's certificate chain would join `alg` and `kid`.
+//!
+//! Knows nothing of axum.
+
+use sha2::{Digest, Sha256};
+
+use super::view::KeyView;
+use super::{Service, ServiceError};
+use crate::config::{ClientConfig, KeySetConfig, Role};
+use crate::keys::NewEvent;
+use crate::signing::{Profile, SignError, SigningKey};
+
+/// One way to sign: its policy check, its key choice, its signing input and its result. The
+/// pipeline ([`Service::sign`]) does everything else.
+pub trait SignOperation: Send {
+    type Output;
+
+    /// The policy check of this request under key set `set` at `now`: whether the route applies
+    /// to the key set's profile, and whether the request passes it. Returns the profile the
+    /// signature is made under (recorded in the audit trail).
+    fn admit(&mut self, set: &KeySetConfig, now: i64) -> Result<Profile, ServiceError>;
+
+    /// The key that signs. Default: the key set's active key at `now`.
+    fn choose_key(&self, keys: &SetKeys<'_>) -> Result<SigningKey, ServiceError> {
+        keys.active()
+    }
+
+    /// The exact bytes `key` signs.
+    fn signing_input(&mut self, key: &SigningKey, now: i64) -> Result<Vec<u8>, ServiceError>;
+
+    /// The result, from the signed bytes and their (self-checked) signature.
+    fn finish(
+        self,
+        key: &SigningKey,
+        input: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<Self::Output, ServiceError>;
+}
+
+/// The keys of one key set at one instant, for [`SignOperation::choose_key`].
+#[derive(Debug)]
+pub struct SetKeys<'a> {
+    view: &'a KeyView,
+    set: &'a KeySetConfig,
+    now: i64,
+}
+
+impl SetKeys<'_> {
+    /// The key that signs for the key set at `now`: 503 `no_active_key` when there is none.
+    pub fn active(&self) -> Result<SigningKey, ServiceError> {
+        let active = self
+            .view
+            .active(&self.set.name, self.now)
+            .ok_or_else(|| ServiceError::NoActiveKey(self.set.name.clone()))?;
+        self.signer(&active.kid)
+    }
+
+    /// The key `kid` of this key set, ready to sign, whatever its state: the operation applies the
+    /// lifecycle rule that lets it sign.
+    pub fn signer(&self, kid: &str) -> Result<SigningKey, ServiceError> {
+        self.view.signer(&self.set.name, kid)
+    }
+}
+
+/// The route `route` does not apply to `set`'s profile.
+pub(super) fn wrong_profile(set: &KeySetConfig, route: &'static str) -> ServiceError {
+    ServiceError::WrongProfile {
+        set: set.name.clone(),
+        profile: set.profile.name(),
+        route,
+    }
+}
+
+impl Service {
+    /// Runs `op` for `client` with key set `set`: see the module docs for the steps.
+    pub async fn sign<O: SignOperation>(
+        &self,
+        client: &ClientConfig,
+        set: &str,
+        op: O,
+    ) -> Result<O::Output, ServiceError> {
+        let cfg = self.key_set(set)?;
+        may_sign(client, cfg)?;
+        let result = self.run_operation(client, cfg, op).await;
+        observe(cfg, &result);
+        result
+    }
+
+    async fn run_operation<O: SignOperation>(
+        &self,
+        client: &ClientConfig,
+        cfg: &KeySetConfig,
+        mut op: O,
+    ) -> Result<O::Output, ServiceError> {
+        let now = self.now();
+        let profile = op.admit(cfg, now)?;
+        let key = {
+            let view = self.view();
+            op.choose_key(&SetKeys {
+                view: &view,
+                set: cfg,
+                now,
+            })?
+        };
+        let input = op.signing_input(&key, now)?;
+        let (key, input, signature) = self
+            .backend_of(cfg)
+            .run(move || {
+                let signature = key.sign(&input)?;
+                Ok((key, input, signature))
+            })
+            .await?;
+        self.audit_signature(cfg, client, profile, key.kid(), &input)
+            .await?;
+        op.finish(&key, input, signature)
+    }
+
+    /// The optional per-signature audit record: never the signed bytes, only their SHA-256.
+    async fn audit_signature(
+        &self,
+        cfg: &KeySetConfig,
+        client: &ClientConfig,
+        profile: Profile,
+        kid: &str,
+        input: &[u8],
+    ) -> Result<(), ServiceError> {
+        if !cfg.audit_signatures {
+            return Ok(());
+        }
+        let digest = hex::encode(Sha256::digest(input));
+        let event = NewEvent::new(self.now(), &client.name, "signed")
+            .key(&cfg.name, kid)
+            .detail(serde_json::json!({ "profile": profile.name(), "input_sha256": digest }));
+        Ok(self.store.apply(&[], &[event]).await?)
+    }
+}
+
+/// 403 unless `client` is a signer allowed to use key set `set`.
+fn may_sign(client: &ClientConfig, set: &KeySetConfig) -> Result<(), ServiceError> {
+    let allowed = client.role == Role::Signer
+        && client
+            .key_sets
+            .as_ref()
+            .is_none_or(|sets| sets.contains(&set.name));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden {
+            client: client.name.clone(),
+            set: set.name.clone(),
+        })
+    }
+}
+
+/// Counts a sign call in `signet_signatures_total{key_set, alg, outcome}`.
+fn observe<T>(cfg: &KeySetConfig, result: &Result<T, ServiceError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(
+            ServiceError::Policy(_)
+            | ServiceError::Message(_)
+            | ServiceError::PayloadNotBase64url(_)
+            | ServiceError::WrongProfile { .. },
+        ) => "rejected",
+        Err(ServiceError::Sign(SignError::Busy)) => "busy",
+        Err(ServiceError::Sign(SignError::Timeout)) => "timeout",
+        Err(ServiceError::Sign(SignError::Unavailable(_)) | ServiceError::NoActiveKey(_)) => {
+            "unavailable"
+        }
+        Err(_) => "error",
+    };
+    metrics::counter!("signet_signatures_total",
+        "key_set" => cfg.name.clone(), "alg" => cfg.alg.jose_name(), "outcome" => outcome)
+    .increment(1);
+}
