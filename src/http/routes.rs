@@ -78,7 +78,7 @@ pub(crate) async fn jwks_all(
     jwks(&state, None, &headers)
 }
 
-#[utoipa::path(get, path = "/v1/key-sets/{set}/jwks", tag = "jwks", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "the key set's published public keys", body = JwksDoc), (status = 304, description = "If-None-Match matched"), (status = 404, description = "unknown key set", body = ProblemDoc)))]
+#[utoipa::path(get, path = "/v1/key-sets/{set}/jwks", tag = "jwks", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "the key set's published public keys", body = JwksDoc), (status = 304, description = "If-None-Match matched"), (status = 404, description = "unknown key set", body = ProblemDoc, content_type = "application/problem+json")))]
 pub(crate) async fn jwks_set(
     State(state): State<AppState>,
     Path(set): Path<String>,
