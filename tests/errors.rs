@@ -986,7 +986,11 @@ async fn audit_and_store(reached: &mut Reached) {
     let (status, _, out) = local.send(sign()).await;
     assert_eq!(status, 200, "within grace: {out}");
     local.clock.advance(61);
-    reached.check("store gone past grace", local.send(sign()).await, "key_view_stale");
+    reached.check(
+        "store gone past grace",
+        local.send(sign()).await,
+        "key_view_stale",
+    );
     sqlx::query("ALTER TABLE keys_gone RENAME TO keys")
         .execute(&db)
         .await

@@ -95,7 +95,10 @@ async fn a_key_written_from_a_pem_file_is_refused_unless_both_opt_in() {
     let by_id = json!({"id": "c0ffee10"});
     exposed("strict", import(&local, "strict", by_id.clone()).await);
     let accepting = json!({"id": "c0ffee10", "accept_exposed_material": true});
-    exposed("strict, accepting", import(&local, "strict", accepting.clone()).await);
+    exposed(
+        "strict, accepting",
+        import(&local, "strict", accepting.clone()).await,
+    );
     // The key set allows it, the request does not say so: refused.
     exposed("open", import(&local, "open", by_id).await);
     let refusals = audit(&local)
@@ -181,9 +184,10 @@ async fn shared_ids_and_labels_are_refused_and_reported() {
         "{ambiguous}"
     );
     assert!(
-        ambiguous.as_array().unwrap().contains(
-            &json!({"hsm": "primary", "by": "label", "value": "twin-label", "count": 2})
-        ),
+        ambiguous
+            .as_array()
+            .unwrap()
+            .contains(&json!({"hsm": "primary", "by": "label", "value": "twin-label", "count": 2})),
         "{ambiguous}"
     );
     let events = audit(&local).await;

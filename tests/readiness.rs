@@ -42,7 +42,10 @@ async fn readyz_shows_only_up_or_down_without_credentials_and_never_calls_the_hs
     let (status, _, details) = up.send(probe(Some(ADMIN_TOKEN))).await;
     assert_eq!(status, 200);
     assert_eq!(details["backends"]["primary"]["state"], "up", "{details}");
-    assert!(details["key_sets"]["id"]["active_kid"].is_string(), "{details}");
+    assert!(
+        details["key_sets"]["id"]["active_kid"].is_string(),
+        "{details}"
+    );
     assert_eq!(details["scheduler"]["leader"], true, "{details}");
     // A signer's credential is no admin's: the short answer.
     let (_, _, short) = up.send(probe(Some(SIGNER_TOKEN))).await;
@@ -100,7 +103,11 @@ async fn readyz_shows_only_up_or_down_without_credentials_and_never_calls_the_hs
     let now = up.service.now();
     let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60});
     let (status, out) = up
-        .post("/v1/key-sets/id/sign/jwt", Some(SIGNER_TOKEN), &json!({"claims": claims}))
+        .post(
+            "/v1/key-sets/id/sign/jwt",
+            Some(SIGNER_TOKEN),
+            &json!({"claims": claims}),
+        )
         .await;
     assert_eq!(status, 200, "{out}");
     assert!(signet::hsm::session_uses() > before);

@@ -882,30 +882,52 @@ async fn a_stopped_postgres_degrades_then_stops_signing_and_recovers() {
     let url = format!("url = \"{}\"", pg.url());
     let r = Replicas::start(2, &token, &pg, |c| {
         c.replace(&url, &format!("{url}\ngrace = \"{GRACE}s\""))
-            .replace("key_refresh = \"1s\"", "key_refresh = \"1s\"\nhealth_interval = \"300ms\"")
+            .replace(
+                "key_refresh = \"1s\"",
+                "key_refresh = \"1s\"\nhealth_interval = \"300ms\"",
+            )
     })
     .await;
     for s in &r.all {
         sign(s).await;
-        assert_eq!(probe(s).await, (200, json!({"status": "ready", "store": "up",
-            "backends": {"primary": "up"}, "key_sets": {"id": "up"}})));
+        assert_eq!(
+            probe(s).await,
+            (
+                200,
+                json!({"status": "ready", "store": "up",
+            "backends": {"primary": "up"}, "key_sets": {"id": "up"}})
+            )
+        );
     }
 
     pg.stop();
     let stopped = Instant::now();
-    until_all!(r.all, Duration::from_secs(3), "degraded", |s| probe(s).await, |(status, body)| {
-        *status == 200 && body["status"] == "degraded" && body["store"] == "down"
-    });
+    until_all!(
+        r.all,
+        Duration::from_secs(3),
+        "degraded",
+        |s| probe(s).await,
+        |(status, body)| *status == 200 && body["status"] == "degraded" && body["store"] == "down"
+    );
     for s in &r.all {
         let (status, out, _) = try_sign(s).await;
         assert_eq!(status, 200, "signing within grace: {out}\n{}", r.logs());
         let jwks = s.get_json("/v1/key-sets/id/jwks").await;
         verify_jwt(out["jwt"].as_str().unwrap(), &jwks);
         let started = Instant::now();
-        let (status, out) = s.post("/v1/key-sets/id/rotate", Some(ADMIN_TOKEN), &json!({})).await;
+        let (status, out) = s
+            .post("/v1/key-sets/id/rotate", Some(ADMIN_TOKEN), &json!({}))
+            .await;
         let took = started.elapsed();
-        assert_eq!((status, out["code"].as_str()), (503, Some("store_unavailable")), "{out}");
-        assert!(took < Duration::from_secs(1), "an admin change waited {took:?}");
+        assert_eq!(
+            (status, out["code"].as_str()),
+            (503, Some("store_unavailable")),
+            "{out}"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "an admin change waited {took:?}"
+        );
         let (_, details) = s.readyz_details().await;
         assert!(details["store"]["reason"].is_string(), "{details}");
         assert!(details["store_down_since"].is_i64(), "{details}");
@@ -916,19 +938,35 @@ async fn a_stopped_postgres_degrades_then_stops_signing_and_recovers() {
     );
 
     // Past grace: no signing, and /readyz 503.
-    until_all!(r.all, Duration::from_secs(GRACE + 4), "key_view_stale", |s| try_sign(s).await,
-        |(status, out, _)| *status == 503 && out["code"] == "key_view_stale");
-    assert!(stopped.elapsed() >= Duration::from_secs(GRACE), "stale before grace ran out");
+    until_all!(
+        r.all,
+        Duration::from_secs(GRACE + 4),
+        "key_view_stale",
+        |s| try_sign(s).await,
+        |(status, out, _)| *status == 503 && out["code"] == "key_view_stale"
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(GRACE),
+        "stale before grace ran out"
+    );
     for s in &r.all {
         let (status, body) = probe(s).await;
-        assert_eq!((status, &body["status"]), (503, &json!("not_ready")), "{body}");
+        assert_eq!(
+            (status, &body["status"]),
+            (503, &json!("not_ready")),
+            "{body}"
+        );
     }
 
     // The server returns: everything resumes, no restart.
     pg.start_again();
-    until_all!(r.all, Duration::from_secs(15), "recovery", |s| probe(s).await, |(status, body)| {
-        *status == 200 && body["status"] == "ready"
-    });
+    until_all!(
+        r.all,
+        Duration::from_secs(15),
+        "recovery",
+        |s| probe(s).await,
+        |(status, body)| *status == 200 && body["status"] == "ready"
+    );
     for s in &r.all {
         sign(s).await;
     }
@@ -937,6 +975,11 @@ async fn a_stopped_postgres_degrades_then_stops_signing_and_recovers() {
         .await;
     assert_eq!(status, 200, "{out}\n{}", r.logs());
     let rotated = out["rotated_to"].as_str().unwrap().to_string();
-    until_all!(r.all, Duration::from_secs(5), "the rotation served", |s| try_sign(s).await,
-        |(status, out, _)| *status == 200 && out["kid"] == rotated.as_str());
+    until_all!(
+        r.all,
+        Duration::from_secs(5),
+        "the rotation served",
+        |s| try_sign(s).await,
+        |(status, out, _)| *status == 200 && out["kid"] == rotated.as_str()
+    );
 }

@@ -89,7 +89,11 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     Ok(Config {
         server,
         store: StoreConfig {
-            grace: duration("store.grace", raw.store.grace.as_deref(), DEFAULT_STORE_GRACE)?,
+            grace: duration(
+                "store.grace",
+                raw.store.grace.as_deref(),
+                DEFAULT_STORE_GRACE,
+            )?,
             url: raw.store.url,
         },
         hsms,

@@ -58,7 +58,9 @@ pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The store has been unreachable since `since`: operator changes are refused at once.
-    #[error("the metadata store has been unreachable since {since} (unix s); retry when it answers")]
+    #[error(
+        "the metadata store has been unreachable since {since} (unix s); retry when it answers"
+    )]
     StoreUnavailable { since: i64 },
     /// The store has been unreachable for longer than `[store] grace`: this replica could miss a
     /// revocation, so it does not sign.

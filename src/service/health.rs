@@ -172,7 +172,10 @@ impl Service {
         match &mut h.store_down {
             Some((_, e)) => *e = error.to_string(),
             None => {
-                tracing::warn!(error, "the store is unreachable; signing from the cached key view");
+                tracing::warn!(
+                    error,
+                    "the store is unreachable; signing from the cached key view"
+                );
                 h.store_down = Some((now, error.to_string()));
             }
         }
@@ -208,18 +211,19 @@ impl Service {
         };
         // Down if the last probe failed, or if a request has taken it down since (its state is
         // kept in memory: reading it calls nothing).
-        let backend_state = |slot: &BackendSlot| match (slot.state(), health.backends.get(slot.name())) {
-            (BackendState::Down(reason), _) => ComponentState::Down {
-                reason: reason.to_string(),
-            },
-            (BackendState::Up(_), Some(None)) => ComponentState::Up,
-            (BackendState::Up(_), Some(Some(reason))) => ComponentState::Down {
-                reason: reason.clone(),
-            },
-            (BackendState::Up(_), None) => ComponentState::Down {
-                reason: "not probed yet".into(),
-            },
-        };
+        let backend_state =
+            |slot: &BackendSlot| match (slot.state(), health.backends.get(slot.name())) {
+                (BackendState::Down(reason), _) => ComponentState::Down {
+                    reason: reason.to_string(),
+                },
+                (BackendState::Up(_), Some(None)) => ComponentState::Up,
+                (BackendState::Up(_), Some(Some(reason))) => ComponentState::Down {
+                    reason: reason.clone(),
+                },
+                (BackendState::Up(_), None) => ComponentState::Down {
+                    reason: "not probed yet".into(),
+                },
+            };
         let backends: BTreeMap<String, ComponentState> = (self.backends.iter())
             .map(|s| (s.config.name.clone(), backend_state(s.as_ref())))
             .collect();
@@ -227,8 +231,8 @@ impl Service {
         let key_sets: BTreeMap<String, KeySetReadiness> = (self.config.key_sets.iter())
             .map(|s| {
                 let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
-                let backend_up = backends.get(&self.backend_of(s).config.name)
-                    == Some(&ComponentState::Up);
+                let backend_up =
+                    backends.get(&self.backend_of(s).config.name) == Some(&ComponentState::Up);
                 let reason = if active_kid.is_none() {
                     Some("no usable active key")
                 } else if !backend_up {
@@ -241,8 +245,8 @@ impl Service {
                 (s.name.clone(), KeySetReadiness { active_kid, reason })
             })
             .collect();
-        let all_up = store == ComponentState::Up
-            && backends.values().all(|b| *b == ComponentState::Up);
+        let all_up =
+            store == ComponentState::Up && backends.values().all(|b| *b == ComponentState::Up);
         let status = if key_sets.values().any(|k| k.reason.is_some()) {
             "not_ready"
         } else if all_up {

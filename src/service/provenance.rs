@@ -43,12 +43,15 @@ pub(crate) fn ambiguous(hsm: &str, objects: &[TokenKey]) -> Vec<Ambiguous> {
             *labels.entry(o.label.as_str()).or_default() += 1;
         }
     }
-    let ids = ids.into_iter().filter(|(_, n)| *n > 1).map(|(id, count)| Ambiguous {
-        hsm: hsm.to_string(),
-        by: "cka_id",
-        value: hex::encode(id),
-        count,
-    });
+    let ids = ids
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(id, count)| Ambiguous {
+            hsm: hsm.to_string(),
+            by: "cka_id",
+            value: hex::encode(id),
+            count,
+        });
     let labels = labels
         .into_iter()
         .filter(|(_, n)| *n > 1)

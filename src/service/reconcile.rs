@@ -201,9 +201,7 @@ impl Service {
         for a in &ambiguous {
             tracing::warn!(hsm = %name, by = a.by, value = %a.value, count = a.count,
                 "several private key objects share one CKA_ID or label; Signet will not pick one");
-            events.push(
-                NewEvent::new(out.at, SCHEDULER, "hsm_objects_ambiguous").detail(json!(a)),
-            );
+            events.push(NewEvent::new(out.at, SCHEDULER, "hsm_objects_ambiguous").detail(json!(a)));
         }
         for c in &changed {
             tracing::warn!(hsm = %name, key_set = %c.key_set, kid = %c.kid,
@@ -228,11 +226,12 @@ impl Service {
                     .detail(json!({ "provenance": p })),
             );
         }
-        if leader && !events.is_empty() {
-            if let Err(e) = self.store.apply(&changes, &events).await {
-                out.errors
-                    .push(format!("audit of the token's objects: {}", Chain(&e)));
-            }
+        if leader
+            && !events.is_empty()
+            && let Err(e) = self.store.apply(&changes, &events).await
+        {
+            out.errors
+                .push(format!("audit of the token's objects: {}", Chain(&e)));
         }
         out.ambiguous.extend(ambiguous);
         out.provenance_changed.extend(changed);

@@ -109,11 +109,26 @@ impl Token {
         let (key, public) = (dir.path().join("key.pem"), dir.path().join("pub.pem"));
         let (key, public) = (key.to_str().unwrap(), public.to_str().unwrap());
         for args in [
-            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key][..],
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                key,
+            ][..],
             &["pkey", "-in", key, "-pubout", "-out", public][..],
         ] {
-            let out = Command::new("openssl").args(args).output().expect("run openssl");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         for (file, kind, extra) in [
             (key, "privkey", &["--sensitive", "--private"][..]),
@@ -123,7 +138,11 @@ impl Token {
             args.extend(["--label", label]);
             args.extend(extra);
             let out = self.pkcs11_tool(&args);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
