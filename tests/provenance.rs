@@ -99,6 +99,24 @@ async fn a_key_written_from_a_pem_file_is_refused_unless_both_opt_in() {
         "strict, accepting",
         import(&local, "strict", accepting.clone()).await,
     );
+    // The same through the CLI's flag.
+    let base = local.serve().await;
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+            .args(["keys", "import", "strict", "--id", "c0ffee10"])
+            .arg("--accept-exposed-material")
+            .env("SIGNET_URL", base)
+            .env("SIGNET_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        cli.status.code() == Some(1) && err.contains("key_material_exposed"),
+        "{err}"
+    );
     // The key set allows it, the request does not say so: refused.
     exposed("open", import(&local, "open", by_id).await);
     let refusals = audit(&local)
@@ -106,7 +124,7 @@ async fn a_key_written_from_a_pem_file_is_refused_unless_both_opt_in() {
         .into_iter()
         .filter(|e| e["action"] == "refused" && detail(e)["code"] == "key_material_exposed")
         .count();
-    assert_eq!(refusals, 3);
+    assert_eq!(refusals, 4);
     assert_eq!(keys(&local, "open").await.len(), 2, "nothing was added");
 
     // Both opt in: adopted, and its provenance shown and audited.

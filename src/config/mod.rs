@@ -243,3 +243,5 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_connections;
+#[cfg(test)]
+mod tests_health;
