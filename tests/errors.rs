@@ -609,7 +609,11 @@ async fn admin(main: &Local, reached: &mut Reached) {
     let (_, at_next) = active_and_next(main, "at");
     process_token().keypair("c0ffee02", "careless", "EC:prime256v1", false);
     process_token().keypair("c0ffee03", "wrong-type", "rsa:2048", true);
-    main.wait_for_keys(&["careless", "wrong-type"]).await;
+    process_token().pem_keypair("c0ffee04", "from-pem");
+    process_token().keypair("c0ffee05", "twin", "EC:prime256v1", true);
+    process_token().keypair("c0ffee06", "twin", "EC:prime256v1", true);
+    main.wait_for_keys(&["careless", "wrong-type", "from-pem", "twin"])
+        .await;
     let revoke = |set: &str, kid: &str| format!("/v1/key-sets/{set}/keys/{kid}/revoke");
     let checks = [
         (
@@ -663,6 +667,16 @@ async fn admin(main: &Local, reached: &mut Reached) {
             "RSA for ES256",
             json!({"label": "wrong-type"}),
             "key_type_mismatch",
+        ),
+        (
+            "written from a PEM file",
+            json!({"id": "c0ffee04", "accept_exposed_material": true}),
+            "key_material_exposed",
+        ),
+        (
+            "a label two objects carry",
+            json!({"label": "twin"}),
+            "hsm_key_ambiguous",
         ),
         (
             "already managed",
@@ -958,4 +972,30 @@ async fn audit_and_store(reached: &mut Reached) {
         local.send(list).await,
         "store_unavailable",
     );
+
+    // The key view cannot be reloaded: signing goes on for `[store] grace` (60 s), then stops.
+    sqlx::query("ALTER TABLE keys RENAME TO keys_gone")
+        .execute(&db)
+        .await
+        .unwrap();
+    local.service.check_health().await;
+    let sign = || {
+        let body = json!({"claims": id_claims(&local)});
+        post("/v1/key-sets/id/sign/jwt", Some(SIGNER_TOKEN), &body)
+    };
+    let (status, _, out) = local.send(sign()).await;
+    assert_eq!(status, 200, "within grace: {out}");
+    local.clock.advance(61);
+    reached.check(
+        "store gone past grace",
+        local.send(sign()).await,
+        "key_view_stale",
+    );
+    sqlx::query("ALTER TABLE keys_gone RENAME TO keys")
+        .execute(&db)
+        .await
+        .unwrap();
+    local.service.check_health().await;
+    let (status, _, out) = local.send(sign()).await;
+    assert_eq!(status, 200, "the store is back: {out}");
 }

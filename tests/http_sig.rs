@@ -128,7 +128,7 @@ async fn fapi_request_and_response_signatures_verify_independently() {
 
     for (set, http_alg, jose_alg) in SETS {
         let jwks = signet.get_json(&format!("/v1/key-sets/{set}/jwks")).await;
-        let active_kid = signet.get_json("/readyz").await["key_sets"][set]["active_kid"].clone();
+        let active_kid = signet.readyz_details().await.1["key_sets"][set]["active_kid"].clone();
 
         // FAPI 2.0 request: @method, @target-uri, authorization, content-digest; tag; created.
         let request = json!({

@@ -93,7 +93,7 @@ async fn select_all<F: std::future::Future + Unpin>(
 }
 
 async fn readyz(s: &Signet) -> Value {
-    s.get_json("/readyz").await
+    s.readyz_details().await.1
 }
 
 /// The replicas (by index) that say they hold the scheduler lease.
@@ -318,6 +318,7 @@ fn record(kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        provenance: None,
     }
 }
 
@@ -824,4 +825,161 @@ async fn orphans_and_missing_keys_are_reported() {
     one_scheduler_round(&[&r.all[0], &second], REFRESH * 6).await;
     assert_eq!(count_events(&db, "orphan_found").await, 1);
     audit_verify(&second);
+}
+
+/// `POST sign/jwt` on `s`: status, problem code (if any) and how long it took.
+async fn try_sign(s: &Signet) -> (u16, Value, Duration) {
+    let now = now();
+    let body =
+        json!({"claims": {"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 1}});
+    let started = Instant::now();
+    let (status, out) = s
+        .post("/v1/key-sets/id/sign/jwt", Some(SIGNER_TOKEN), &body)
+        .await;
+    (status, out, started.elapsed())
+}
+
+/// Unauthenticated `/readyz`: status and body.
+async fn probe(s: &Signet) -> (u16, Value) {
+    let r = s.http.get(s.url("/readyz")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Polls `$get` (with `$s` each replica of `$all` in turn) until `$done` holds of what it
+/// returned (bound to the pattern `$got`, by reference), within `$within` overall.
+macro_rules! until_all {
+    ($all:expr, $within:expr, $what:expr, |$s:ident| $get:expr, |$got:pat_param| $done:expr) => {{
+        let deadline = Instant::now() + $within;
+        for $s in $all.iter() {
+            loop {
+                let got = $get;
+                let $got = &got;
+                if $done {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} not reached within {:?}: {:?}",
+                    $what,
+                    $within,
+                    got
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }};
+}
+
+/// DESIGN.md `[store] grace`: PostgreSQL stopped under two replicas. Within grace they sign from
+/// their cached key views and `/readyz` says `degraded` with 200; admin changes fail at once with
+/// `store_unavailable`; past grace signing stops with 503 `key_view_stale`; once the server is
+/// back, everything resumes without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_degrades_then_stops_signing_and_recovers() {
+    const GRACE: u64 = 6;
+    let token = Token::new("replicas-grace");
+    let pg = Postgres::start();
+    let url = format!("url = \"{}\"", pg.url());
+    let r = Replicas::start(2, &token, &pg, |c| {
+        c.replace(&url, &format!("{url}\ngrace = \"{GRACE}s\""))
+            .replace(
+                "key_refresh = \"1s\"",
+                "key_refresh = \"1s\"\nhealth_interval = \"300ms\"",
+            )
+    })
+    .await;
+    for s in &r.all {
+        sign(s).await;
+        assert_eq!(
+            probe(s).await,
+            (
+                200,
+                json!({"status": "ready", "store": "up",
+            "backends": {"primary": "up"}, "key_sets": {"id": "up"}})
+            )
+        );
+    }
+
+    pg.stop();
+    let stopped = Instant::now();
+    until_all!(
+        r.all,
+        Duration::from_secs(3),
+        "degraded",
+        |s| probe(s).await,
+        |(status, body)| *status == 200 && body["status"] == "degraded" && body["store"] == "down"
+    );
+    for s in &r.all {
+        let (status, out, _) = try_sign(s).await;
+        assert_eq!(status, 200, "signing within grace: {out}\n{}", r.logs());
+        let jwks = s.get_json("/v1/key-sets/id/jwks").await;
+        verify_jwt(out["jwt"].as_str().unwrap(), &jwks);
+        let started = Instant::now();
+        let (status, out) = s
+            .post("/v1/key-sets/id/rotate", Some(ADMIN_TOKEN), &json!({}))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(
+            (status, out["code"].as_str()),
+            (503, Some("store_unavailable")),
+            "{out}"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "an admin change waited {took:?}"
+        );
+        let (_, details) = s.readyz_details().await;
+        assert!(details["store"]["reason"].is_string(), "{details}");
+        assert!(details["store_down_since"].is_i64(), "{details}");
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(GRACE - 1),
+        "the checks within grace took too long to mean anything"
+    );
+
+    // Past grace: no signing, and /readyz 503.
+    until_all!(
+        r.all,
+        Duration::from_secs(GRACE + 4),
+        "key_view_stale",
+        |s| try_sign(s).await,
+        |(status, out, _)| *status == 503 && out["code"] == "key_view_stale"
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(GRACE),
+        "stale before grace ran out"
+    );
+    for s in &r.all {
+        let (status, body) = probe(s).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (503, &json!("not_ready")),
+            "{body}"
+        );
+    }
+
+    // The server returns: everything resumes, no restart.
+    pg.start_again();
+    until_all!(
+        r.all,
+        Duration::from_secs(15),
+        "recovery",
+        |s| probe(s).await,
+        |(status, body)| *status == 200 && body["status"] == "ready"
+    );
+    for s in &r.all {
+        sign(s).await;
+    }
+    let (status, out) = r.all[0]
+        .post("/v1/key-sets/id/rotate", Some(ADMIN_TOKEN), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{out}\n{}", r.logs());
+    let rotated = out["rotated_to"].as_str().unwrap().to_string();
+    until_all!(
+        r.all,
+        Duration::from_secs(5),
+        "the rotation served",
+        |s| try_sign(s).await,
+        |(status, out, _)| *status == 200 && out["kid"] == rotated.as_str()
+    );
 }

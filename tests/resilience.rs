@@ -82,9 +82,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     // /readyz says why within a couple of seconds.
     let deadline = Instant::now() + Duration::from_secs(5);
     let ready = loop {
-        let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = signet.readyz_details().await;
         if status == 503 && body["backends"]["primary"]["state"] == "down" {
             break body;
         }
@@ -248,10 +246,9 @@ async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
         assert_eq!(status, 503, "{body}");
         assert!(took <= limit, "a request waited {took:?} on a hung HSM");
     }
-    let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
+    let (status, body) = signet.readyz_details().await;
     let took = frozen.elapsed();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 503);
     assert_eq!(
         body["backends"]["primary"]["state"], "down",
         "{body} after {took:?}"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use signet::keys::audit::{GENESIS, verify};
-use signet::keys::{KeyRecord, Lease, NewEvent, Origin, Store, StoreError};
+use signet::keys::{KeyChange, KeyRecord, Lease, NewEvent, Origin, Provenance, Store, StoreError};
 
 use common::store::*;
 
@@ -150,11 +150,24 @@ async fn updates_need_a_live_key(db: Db) {
         store.apply(&[destroyed("set", "k", 51)], &[]).await,
         "already destroyed",
     );
+    // Provenance recorded later (reconciliation, for a key stored before it was recorded).
+    let exposed = Provenance {
+        local: false,
+        always_sensitive: false,
+        never_extractable: true,
+    };
+    let record = KeyChange::Provenance {
+        key_set: "set".into(),
+        kid: "k".into(),
+        provenance: exposed,
+    };
+    store.apply(&[record], &[]).await.unwrap();
     let expected = KeyRecord {
         activate_at: 20,
         revoked_at: Some(30),
         revoke_reason: Some("test".into()),
         destroyed_at: Some(50),
+        provenance: Some(exposed),
         ..k
     };
     assert_eq!(store.keys().await.unwrap(), vec![expected]);

@@ -52,6 +52,10 @@ pub(crate) enum KeysCommand {
         id: Option<String>,
         #[arg(long)]
         label: Option<String>,
+        /// Accept a key whose private bytes were once outside the HSM (the key set must set
+        /// `allow_exposed_import = true` too).
+        #[arg(long)]
+        accept_exposed_material: bool,
     },
     /// Destroy the private object of an expired or revoked key (its public JWK is kept).
     Destroy {
@@ -188,11 +192,19 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                     )
                     .await
             }
-            KeysCommand::Import { set, id, label } => {
-                let body = match (id, label) {
+            KeysCommand::Import {
+                set,
+                id,
+                label,
+                accept_exposed_material,
+            } => {
+                let mut body = match (id, label) {
                     (Some(id), _) => json!({ "id": id }),
                     (None, label) => json!({ "label": label }),
                 };
+                if accept_exposed_material {
+                    body["accept_exposed_material"] = json!(true);
+                }
                 client
                     .call(
                         Method::POST,
@@ -217,7 +229,7 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Ok(v) => {
-                print_keys(&v);
+                super::table::print_keys(&v);
                 ExitCode::SUCCESS
             }
             Err(f) => fail(f),
@@ -253,75 +265,6 @@ async fn list(client: &Client, set: Option<&str>) -> Result<Value, Failure> {
         );
     }
     Ok(json!({ "key_sets": all }))
-}
-
-fn print_keys(v: &Value) {
-    let sets: Vec<&Value> = match v.get("key_sets").and_then(Value::as_array) {
-        Some(all) => all.iter().collect(),
-        None if v.get("keys").is_some() => vec![v],
-        None => {
-            // A single key (import, destroy).
-            let one = json!({ "key_set": "", "keys": [v] });
-            return print_keys(&one);
-        }
-    };
-    let mut rows = vec![
-        [
-            "KEY SET",
-            "KID",
-            "STATE",
-            "ALG",
-            "ACTIVATE AT",
-            "REVOKED/DESTROYED",
-        ]
-        .map(String::from),
-    ];
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    for set in sets {
-        for k in set["keys"].as_array().into_iter().flatten() {
-            let gone = match (k["revoked_at"].as_str(), k["destroyed_at"].as_str()) {
-                (Some(r), Some(d)) => format!("revoked {r}, destroyed {d}"),
-                (Some(r), None) => format!("revoked {r}"),
-                (None, Some(d)) => format!("destroyed {d}"),
-                (None, None) => "-".into(),
-            };
-            rows.push([
-                text(&set["key_set"]),
-                text(&k["kid"]),
-                text(&k["state"]),
-                text(&k["alg"]),
-                text(&k["activate_at"]),
-                gone,
-            ]);
-        }
-    }
-    print_table(&rows);
-    for (label, key) in [
-        ("rotated to", "rotated_to"),
-        ("revoked", "revoked"),
-        ("promoted", "promoted"),
-    ] {
-        if let Some(x) = v.get(key).and_then(Value::as_str) {
-            println!("{label}: {x}");
-        }
-    }
-}
-
-fn print_table(rows: &[[String; 6]]) {
-    let mut widths = [0usize; 6];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
-        }
-    }
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
 }
 
 pub(crate) fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {

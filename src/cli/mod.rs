@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod serve;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How often the key view is reloaded from the store and the scheduler runs.
     pub key_refresh: Duration,
+    /// How often the background health check probes the store and every HSM (`/readyz` answers
+    /// from what it found; a probe of `/readyz` never calls into the HSM).
+    pub health_interval: Duration,
     /// TLS on the listener (`[server.tls]`); `None` means plain HTTP (loopback or Unix socket only).
     pub tls: Option<TlsConfig>,
     /// How long connections may stay open without a request, and how many at once.
@@ -86,6 +89,9 @@ impl std::fmt::Display for Listen {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub url: String,
+    /// How long the store may be unreachable while this replica goes on signing from its cached
+    /// key view (`/readyz` `degraded`); past it, signing stops with `key_view_stale`.
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +131,9 @@ pub struct KeySetConfig {
     pub policy: Policy,
     /// Append an audit event for every signature (kid, profile, client, SHA-256 of the input).
     pub audit_signatures: bool,
+    /// Import may adopt a key whose private bytes were once outside the HSM, when the request
+    /// also says `accept_exposed_material` (DESIGN.md "Key provenance").
+    pub allow_exposed_import: bool,
 }
 
 /// Rotation and token policy of a key set.
@@ -234,3 +243,5 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_connections;
+#[cfg(test)]
+mod tests_health;

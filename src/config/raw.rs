@@ -27,6 +27,7 @@ pub struct RawServer {
     pub max_body: Option<usize>,
     pub request_timeout: Option<String>,
     pub key_refresh: Option<String>,
+    pub health_interval: Option<String>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
@@ -46,6 +47,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub url: String,
+    pub grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +81,7 @@ pub struct RawKeySet {
     pub destroy_after: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
+    pub allow_exposed_import: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

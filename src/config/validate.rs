@@ -15,6 +15,8 @@ const DEFAULT_JWKS_MAX_AGE: &str = "1h";
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
 const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 const DEFAULT_KEY_REFRESH: &str = "5s";
+const DEFAULT_HEALTH_INTERVAL: &str = "2s";
+const DEFAULT_STORE_GRACE: &str = "60s";
 const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 const DEFAULT_IDLE_TIMEOUT: &str = "60s";
 const DEFAULT_DRAIN: &str = "5s";
@@ -86,7 +88,14 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     }
     Ok(Config {
         server,
-        store: StoreConfig { url: raw.store.url },
+        store: StoreConfig {
+            grace: duration(
+                "store.grace",
+                raw.store.grace.as_deref(),
+                DEFAULT_STORE_GRACE,
+            )?,
+            url: raw.store.url,
+        },
         hsms,
         key_sets,
         clients,
@@ -167,6 +176,11 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
             "server.key_refresh",
             raw.key_refresh.as_deref(),
             DEFAULT_KEY_REFRESH,
+        )?,
+        health_interval: nonzero(
+            "server.health_interval",
+            raw.health_interval.as_deref(),
+            DEFAULT_HEALTH_INTERVAL,
         )?,
         tls,
         connections: connections(raw)?,
@@ -442,6 +456,7 @@ fn key_set(
         rsa_bits,
         policy,
         audit_signatures: raw.audit_signatures.unwrap_or(false),
+        allow_exposed_import: raw.allow_exposed_import.unwrap_or(false),
     })
 }
 

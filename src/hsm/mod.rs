@@ -5,6 +5,7 @@
 //! nothing of HTTP, JOSE or the store: keys are found by `CKA_ID` and described by [`KeySpec`],
 //! [`SignScheme`] and [`PublicKey`].
 
+mod attributes;
 mod objects;
 mod pool;
 mod scheme;
@@ -25,12 +26,22 @@ use secrecy::SecretString;
 
 use crate::support::lock;
 
-pub use objects::{KeyAttributes, PublicKey};
+pub use attributes::{KeyAttributes, TokenKey};
+pub use objects::PublicKey;
 pub use scheme::{KeySpec, SignScheme};
 pub(crate) use token::{TokenDescription, list_tokens};
 
 use pool::Pool;
 use token::find_token;
+
+/// How many times, process-wide, a pooled session was used for PKCS#11 calls (sign, ping,
+/// lookups, generation...): what shows that something (e.g. a `/readyz` probe) reaches the HSM.
+static SESSION_USES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SESSION_USES`].
+pub fn session_uses() -> u64 {
+    SESSION_USES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Where the token is and how to reach it.
 #[derive(Debug, Clone)]
@@ -63,6 +74,9 @@ pub enum HsmError {
     Busy,
     #[error("the HSM did not answer within {0:?}")]
     Unresponsive(std::time::Duration),
+    /// Several objects match where one is expected: never resolved by taking the first.
+    #[error("{count} {what} in the token; expected one")]
+    Ambiguous { what: String, count: usize },
     #[error("malformed key object: {0}")]
     Malformed(String),
 }
@@ -294,7 +308,7 @@ impl Backend {
     /// The security attributes of the private key `id`.
     pub fn private_attributes(&self, id: &[u8]) -> Result<KeyAttributes, HsmError> {
         self.pool
-            .with_session(|s| objects::private_attributes(s, id))
+            .with_session(|s| attributes::private_attributes(s, id))
     }
 
     /// Makes the private key `id` sign-only (CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE false).
@@ -308,8 +322,14 @@ impl Backend {
         self.pool.with_session(|s| objects::destroy(s, id))
     }
 
-    /// The `CKA_ID`s of every private key whose label starts with `prefix`.
+    /// The `CKA_ID`s and labels of every private key whose label starts with `prefix`.
     pub fn list_ids(&self, prefix: &str) -> Result<Vec<(Vec<u8>, String)>, HsmError> {
+        let keys = self.list_keys(prefix)?;
+        Ok(keys.into_iter().map(|k| (k.id, k.label)).collect())
+    }
+
+    /// Every private key whose label starts with `prefix`, with its attributes.
+    pub fn list_keys(&self, prefix: &str) -> Result<Vec<TokenKey>, HsmError> {
         self.pool.with_session(|s| objects::list(s, prefix))
     }
 

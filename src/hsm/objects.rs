@@ -5,6 +5,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
+use super::attributes::{self, TokenKey};
 use super::{HsmError, KeySpec};
 
 /// DER OID of P-256 (prime256v1).
@@ -35,21 +36,6 @@ pub enum PublicKey {
     Ed25519 {
         a: Vec<u8>,
     },
-}
-
-/// The security attributes of a private key object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyAttributes {
-    pub token: bool,
-    pub private: bool,
-    pub sensitive: bool,
-    pub extractable: bool,
-    pub always_sensitive: bool,
-    pub never_extractable: bool,
-    pub sign: bool,
-    pub decrypt: bool,
-    pub unwrap: bool,
-    pub derive: bool,
 }
 
 pub(super) fn generate(
@@ -106,11 +92,24 @@ pub(super) fn generate(
     read_public(s, pub_handle)
 }
 
-fn find_one(s: &Session, template: &[Attribute]) -> Result<Option<ObjectHandle>, HsmError> {
+/// The one object `template` matches: several are [`HsmError::Ambiguous`] (`what` names the
+/// search), never resolved by taking the first.
+fn find_one(
+    s: &Session,
+    template: &[Attribute],
+    what: impl FnOnce() -> String,
+) -> Result<Option<ObjectHandle>, HsmError> {
     let found = s
         .find_objects(template)
         .map_err(HsmError::call("C_FindObjects"))?;
-    Ok(found.into_iter().next())
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(HsmError::Ambiguous {
+            what: what(),
+            count: many.len(),
+        }),
+    }
 }
 
 pub(super) fn find_private(s: &Session, id: &[u8]) -> Result<ObjectHandle, HsmError> {
@@ -120,6 +119,7 @@ pub(super) fn find_private(s: &Session, id: &[u8]) -> Result<ObjectHandle, HsmEr
             Attribute::Class(ObjectClass::PRIVATE_KEY),
             Attribute::Id(id.to_vec()),
         ],
+        || format!("private keys with CKA_ID {}", hex::encode(id)),
     )?
     .ok_or_else(|| HsmError::KeyNotFound(hex::encode(id)))
 }
@@ -131,6 +131,7 @@ fn find_public(s: &Session, id: &[u8]) -> Result<ObjectHandle, HsmError> {
             Attribute::Class(ObjectClass::PUBLIC_KEY),
             Attribute::Id(id.to_vec()),
         ],
+        || format!("public keys with CKA_ID {}", hex::encode(id)),
     )?
     .ok_or_else(|| HsmError::KeyNotFound(format!("{} (public key object)", hex::encode(id))))
 }
@@ -147,6 +148,7 @@ pub(super) fn id_by_label(s: &Session, label: &str) -> Result<Vec<u8>, HsmError>
             Attribute::Class(ObjectClass::PRIVATE_KEY),
             Attribute::Label(label.as_bytes().to_vec()),
         ],
+        || format!("private keys labelled `{label}`"),
     )?
     .ok_or_else(|| HsmError::KeyNotFound(format!("(label `{label}`)")))?;
     let attrs = s
@@ -161,7 +163,7 @@ pub(super) fn id_by_label(s: &Session, label: &str) -> Result<Vec<u8>, HsmError>
         .ok_or_else(|| HsmError::Malformed(format!("private key `{label}` has no CKA_ID")))
 }
 
-pub(super) fn list(s: &Session, prefix: &str) -> Result<Vec<(Vec<u8>, String)>, HsmError> {
+pub(super) fn list(s: &Session, prefix: &str) -> Result<Vec<TokenKey>, HsmError> {
     let handles = s
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
         .map_err(HsmError::call("C_FindObjects"))?;
@@ -179,7 +181,12 @@ pub(super) fn list(s: &Session, prefix: &str) -> Result<Vec<(Vec<u8>, String)>, 
             }
         }
         if label.starts_with(prefix) {
-            out.push((id, label));
+            let attributes = attributes::of_handle(s, h)?;
+            out.push(TokenKey {
+                id,
+                label,
+                attributes,
+            });
         }
     }
     Ok(out)
@@ -221,55 +228,6 @@ pub(super) fn destroy(s: &Session, id: &[u8]) -> Result<(), HsmError> {
     let private = find_private(s, id)?;
     s.destroy_object(private)
         .map_err(HsmError::call("C_DestroyObject"))
-}
-
-pub(super) fn private_attributes(s: &Session, id: &[u8]) -> Result<KeyAttributes, HsmError> {
-    let handle = find_private(s, id)?;
-    let attrs = s
-        .get_attributes(
-            handle,
-            &[
-                AttributeType::Token,
-                AttributeType::Private,
-                AttributeType::Sensitive,
-                AttributeType::Extractable,
-                AttributeType::AlwaysSensitive,
-                AttributeType::NeverExtractable,
-                AttributeType::Sign,
-                AttributeType::Decrypt,
-                AttributeType::Unwrap,
-                AttributeType::Derive,
-            ],
-        )
-        .map_err(HsmError::call("C_GetAttributeValue"))?;
-    let mut k = KeyAttributes {
-        token: false,
-        private: false,
-        sensitive: false,
-        extractable: true,
-        always_sensitive: false,
-        never_extractable: false,
-        sign: false,
-        decrypt: true,
-        unwrap: true,
-        derive: true,
-    };
-    for a in attrs {
-        match a {
-            Attribute::Token(v) => k.token = v,
-            Attribute::Private(v) => k.private = v,
-            Attribute::Sensitive(v) => k.sensitive = v,
-            Attribute::Extractable(v) => k.extractable = v,
-            Attribute::AlwaysSensitive(v) => k.always_sensitive = v,
-            Attribute::NeverExtractable(v) => k.never_extractable = v,
-            Attribute::Sign(v) => k.sign = v,
-            Attribute::Decrypt(v) => k.decrypt = v,
-            Attribute::Unwrap(v) => k.unwrap = v,
-            Attribute::Derive(v) => k.derive = v,
-            _ => {}
-        }
-    }
-    Ok(k)
 }
 
 fn read_public(s: &Session, handle: ObjectHandle) -> Result<PublicKey, HsmError> {

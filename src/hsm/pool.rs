@@ -96,6 +96,7 @@ impl Pool {
         &self,
         f: impl Fn(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
+        super::SESSION_USES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = self.checkout()?;
         match f(&session) {
             Err(e) if session_is_dead(&e) => {

@@ -135,6 +135,10 @@ pub(crate) async fn revoke(
 pub(crate) struct ImportRequest {
     id: Option<String>,
     label: Option<String>,
+    /// Adopt a key whose private bytes were once outside the HSM (`CKA_ALWAYS_SENSITIVE` or
+    /// `CKA_NEVER_EXTRACTABLE` false); only where the key set sets `allow_exposed_import`.
+    #[serde(default)]
+    accept_exposed_material: bool,
 }
 
 #[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
@@ -156,7 +160,8 @@ pub(crate) async fn import(
             ));
         }
     };
-    match state.service.import(&set, by, caller.name()).await {
+    let accept = req.accept_exposed_material;
+    match state.service.import(&set, by, accept, caller.name()).await {
         Ok(entry) => Ok((StatusCode::CREATED, Json(entry)).into_response()),
         Err(e) => Err(refused(&state, &caller, "import", &set, e).await),
     }

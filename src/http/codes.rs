@@ -72,6 +72,7 @@ pub const CODES: &[ProblemCode] = &[
     retry("hsm_timeout", 2),
     retry("no_active_key", 5),
     retry("store_unavailable", 5),
+    retry("key_view_stale", 5),
     retry("request_timeout", 1),
     c("hsm_error", S::BAD_GATEWAY),
     c("signature_self_check_failed", S::INTERNAL_SERVER_ERROR),
@@ -80,6 +81,7 @@ pub const CODES: &[ProblemCode] = &[
     // Operator changes.
     c("key_not_found", S::NOT_FOUND),
     c("hsm_key_not_found", S::NOT_FOUND),
+    c("hsm_key_ambiguous", S::CONFLICT),
     c("min_publish_not_met", S::CONFLICT),
     c("no_next_key", S::CONFLICT),
     c("already_revoked", S::CONFLICT),
@@ -93,6 +95,7 @@ pub const CODES: &[ProblemCode] = &[
     c("invalid_id", S::BAD_REQUEST),
     c("key_not_protected", S::BAD_REQUEST),
     c("key_type_mismatch", S::BAD_REQUEST),
+    c("key_material_exposed", S::BAD_REQUEST),
     c("audit_chain_broken", S::CONFLICT),
     // RFC 9421 requests `sign/http` cannot build a signature base from (`HttpSigError::code`).
     c("bad_body_base64", S::BAD_REQUEST),

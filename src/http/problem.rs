@@ -108,10 +108,12 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::NoActiveKey(_) => "no_active_key",
         ServiceError::KeyNotFound { .. } => "key_not_found",
         ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",
+        ServiceError::HsmKeyAmbiguous { .. } => "hsm_key_ambiguous",
         ServiceError::Refused(r) => refusal_code(r),
         ServiceError::Invalid(i) => invalid_code(i),
         ServiceError::Sign(_) => "hsm_error",
-        ServiceError::Store(_) => "store_unavailable",
+        ServiceError::Store(_) | ServiceError::StoreUnavailable { .. } => "store_unavailable",
+        ServiceError::KeyViewStale { .. } => "key_view_stale",
         ServiceError::KeyUnusable { .. } | ServiceError::Internal(_) => "internal",
     }
 }
@@ -140,6 +142,7 @@ fn invalid_code(i: &Invalid) -> &'static str {
         Invalid::Id(_) => "invalid_id",
         Invalid::KeyNotProtected => "key_not_protected",
         Invalid::KeyTypeMismatch(_) => "key_type_mismatch",
+        Invalid::KeyMaterialExposed { .. } => "key_material_exposed",
     }
 }
 

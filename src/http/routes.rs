@@ -128,17 +128,26 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable, every HSM logged in, every key set has an active key"), (status = 503, description = "not ready; the body says which part and why")))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "`ready`, or `degraded`: every key set can sign but something else is down (the store for less than `[store] grace`)"), (status = 503, description = "`not_ready` (some key set cannot sign, or the key view is stale) or `draining`. Without credentials the body has the status and each component's up/down only; an admin or auditor credential adds the reasons and details")), security((), ("bearer" = [])))]
+pub(crate) async fn readyz(
+    State(state): State<AppState>,
+    caller: Result<Caller, Problem>,
+) -> Response {
     if state.drain.is_draining() {
         let body = json!({ "status": "draining" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    let readiness = state.service.readiness().await;
-    let status = if readiness.is_ready() {
+    // Answered from the background health check's state: no HSM or store call per probe.
+    let readiness = state.service.readiness();
+    let status = if readiness.can_sign() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(readiness)).into_response()
+    let details = caller.is_ok_and(|c| c.require(&[Role::Admin, Role::Auditor]).is_ok());
+    if details {
+        (status, Json(readiness)).into_response()
+    } else {
+        (status, Json(readiness.public())).into_response()
+    }
 }

@@ -43,6 +43,26 @@ impl Origin {
     }
 }
 
+/// What the token says of a key's private object: whether its bytes were ever outside the HSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// `CKA_LOCAL`: generated inside the token.
+    pub local: bool,
+    /// `CKA_ALWAYS_SENSITIVE`.
+    pub always_sensitive: bool,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: bool,
+}
+
+impl Provenance {
+    /// Whether the private bytes may have existed outside the HSM (not always sensitive, or not
+    /// never-extractable). `CKA_LOCAL` alone does not decide it: a key unwrapped into the token
+    /// is not local, yet may never have been exposed.
+    pub fn exposed(&self) -> bool {
+        !(self.always_sensitive && self.never_extractable)
+    }
+}
+
 /// One key as stored. Times are unix seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -62,6 +82,8 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
     pub destroyed_at: Option<i64>,
+    /// `None` for a key stored before Signet recorded provenance, until reconciliation reads it.
+    pub provenance: Option<Provenance>,
 }
 
 impl KeyRecord {
@@ -80,6 +102,7 @@ impl KeyRecord {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            provenance: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::audit::AuditEvent;
-use super::{KeyRecord, Origin, StoreError};
+use super::{KeyRecord, Origin, Provenance, StoreError};
 
 /// `T` can be read from a column of `R`'s database.
 pub(super) trait Column<'r, R: Row>: Decode<'r, R::Database> + Type<R::Database> {}
@@ -26,6 +26,24 @@ where
     let public_jwk: Map<String, Value> = serde_json::from_str(&jwk)
         .map_err(|e| StoreError::Corrupt(format!("key {kid}: public_jwk: {e}")))?;
     let origin: String = row.try_get("origin")?;
+    let flags: [Option<i64>; 3] = [
+        row.try_get("cka_local")?,
+        row.try_get("always_sensitive")?,
+        row.try_get("never_extractable")?,
+    ];
+    let provenance = match flags {
+        [Some(l), Some(s), Some(n)] => Some(Provenance {
+            local: l != 0,
+            always_sensitive: s != 0,
+            never_extractable: n != 0,
+        }),
+        [None, None, None] => None,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "key {kid}: provenance partly recorded"
+            )));
+        }
+    };
     Ok(KeyRecord {
         key_set: row.try_get("key_set")?,
         alg: row.try_get("alg")?,
@@ -39,6 +57,7 @@ where
         revoked_at: row.try_get("revoked_at")?,
         revoke_reason: row.try_get("revoke_reason")?,
         destroyed_at: row.try_get("destroyed_at")?,
+        provenance,
         kid,
     })
 }

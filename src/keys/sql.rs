@@ -107,8 +107,9 @@ where
         let jwk = Value::Object(key.public_jwk.clone()).to_string();
         let result = sqlx::query(
             "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
-             activate_at, revoked_at, revoke_reason, destroyed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             activate_at, revoked_at, revoke_reason, destroyed_at, cka_local, always_sensitive, \
+             never_extractable) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&key.key_set)
         .bind(&key.kid)
@@ -122,6 +123,9 @@ where
         .bind(key.revoked_at)
         .bind(&key.revoke_reason)
         .bind(key.destroyed_at)
+        .bind(key.provenance.map(|p| i64::from(p.local)))
+        .bind(key.provenance.map(|p| i64::from(p.always_sensitive)))
+        .bind(key.provenance.map(|p| i64::from(p.never_extractable)))
         .execute(&mut *self.tx)
         .await;
         match result {
@@ -161,6 +165,22 @@ where
                 .bind(key_set)
                 .bind(kid),
                 format!("key {kid} of {key_set} is unknown or already revoked"),
+            ),
+            KeyChange::Provenance {
+                key_set,
+                kid,
+                provenance: p,
+            } => (
+                sqlx::query(
+                    "UPDATE keys SET cka_local = $1, always_sensitive = $2, \
+                     never_extractable = $3 WHERE key_set = $4 AND kid = $5 RETURNING kid",
+                )
+                .bind(i64::from(p.local))
+                .bind(i64::from(p.always_sensitive))
+                .bind(i64::from(p.never_extractable))
+                .bind(key_set)
+                .bind(kid),
+                format!("key {kid} of {key_set} is unknown"),
             ),
             KeyChange::Destroyed { key_set, kid, at } => (
                 sqlx::query(

@@ -29,6 +29,12 @@ pub enum KeyChange {
         at: i64,
         reason: String,
     },
+    /// Records what the token says of a key stored before Signet recorded provenance.
+    Provenance {
+        key_set: String,
+        kid: String,
+        provenance: super::Provenance,
+    },
     /// Records that the key's private object was destroyed.
     Destroyed {
         key_set: String,

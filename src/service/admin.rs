@@ -53,6 +53,7 @@ impl Service {
         actor: &str,
     ) -> Result<KeyRecord, ServiceError> {
         let cfg = self.key_set(set)?;
+        self.store_reachable()?;
         let _ops = self.ops.lock().await;
         let now = self.now();
         let at = activate_at.unwrap_or(now);
@@ -102,6 +103,7 @@ impl Service {
         if reason.trim().is_empty() {
             return Err(Invalid::ReasonRequired.into());
         }
+        self.store_reachable()?;
         let _ops = self.ops.lock().await;
         let now = self.now();
         let key = self.find(set, kid)?;
@@ -157,6 +159,7 @@ impl Service {
         actor: &str,
     ) -> Result<KeyEntry, ServiceError> {
         let cfg = self.key_set(set)?;
+        self.store_reachable()?;
         let _ops = self.ops.lock().await;
         self.destroy_locked(cfg, kid, actor, "admin").await?;
         self.key_entry(set, kid)
@@ -274,6 +277,7 @@ impl Service {
         code: &str,
         detail: &str,
     ) -> Result<(), ServiceError> {
+        self.store_reachable()?;
         let event = NewEvent::new(self.now(), actor, "refused")
             .set(set)
             .detail(json!({ "call": call, "code": code, "detail": detail }));

@@ -44,6 +44,9 @@ pub enum ServiceError {
     },
     #[error("no key pair {what} in the token of hsm `{hsm}`")]
     HsmKeyNotFound { hsm: String, what: String },
+    /// Several token objects match what an operator named; Signet never picks one.
+    #[error("ambiguous in the token of hsm `{hsm}`: {what}; name the key pair by a unique CKA_ID")]
+    HsmKeyAmbiguous { hsm: String, what: String },
     /// The lifecycle rule refuses an operator change.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -54,6 +57,18 @@ pub enum ServiceError {
     Sign(#[from] SignError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store has been unreachable since `since`: operator changes are refused at once.
+    #[error(
+        "the metadata store has been unreachable since {since} (unix s); retry when it answers"
+    )]
+    StoreUnavailable { since: i64 },
+    /// The store has been unreachable for longer than `[store] grace`: this replica could miss a
+    /// revocation, so it does not sign.
+    #[error(
+        "the key view is stale: the metadata store has been unreachable since {since} (unix s), \
+         longer than the grace of {grace} s"
+    )]
+    KeyViewStale { since: i64, grace: i64 },
     /// A bug: a state that configuration validation or the code itself rules out.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -101,4 +116,15 @@ pub enum Invalid {
     KeyNotProtected,
     #[error("the key pair does not fit {0}")]
     KeyTypeMismatch(Algorithm),
+    #[error(
+        "the private key's bytes were once outside the HSM (CKA_LOCAL={local}, \
+         CKA_ALWAYS_SENSITIVE={always_sensitive}, CKA_NEVER_EXTRACTABLE={never_extractable}); \
+         {why}"
+    )]
+    KeyMaterialExposed {
+        local: bool,
+        always_sensitive: bool,
+        never_extractable: bool,
+        why: &'static str,
+    },
 }

@@ -90,12 +90,15 @@ impl Service {
         )
         .into_bytes();
         let (set_name, alg) = (set.name.clone(), set.alg);
-        let (hsm_id, public) = slot
+        let (hsm_id, public, attrs) = slot
             .with_backend(GENERATE_TIMEOUT, move |b| {
                 b.check_support(spec, scheme(alg))?;
-                key_pair(b, spec, &set_name, pending_id)
+                let (id, public) = key_pair(b, spec, &set_name, pending_id)?;
+                let attrs = b.private_attributes(&id)?;
+                Ok((id, public, attrs))
             })
             .await?;
+        let provenance = super::import::provenance(&attrs);
         let record = KeyRecord {
             key_set: set.name.clone(),
             kid: public.thumbprint(),
@@ -109,6 +112,7 @@ impl Service {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            provenance: Some(provenance),
         };
         let event = NewEvent::new(now, actor, "key_generated")
             .key(&set.name, &record.kid)
@@ -118,6 +122,7 @@ impl Service {
                 "hsm": record.hsm,
                 "hsm_id": hex::encode(&record.hsm_id),
                 "activate_at": activate_at,
+                "provenance": provenance,
             }));
         if let Err(e) = self
             .store

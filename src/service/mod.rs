@@ -7,12 +7,14 @@
 mod admin;
 mod backends;
 mod error;
+mod health;
 pub mod hsm_signer;
 mod http_sign;
 mod import;
 mod jws_sign;
 mod keygen;
 pub(crate) mod lease;
+mod provenance;
 mod read;
 pub(crate) mod reconcile;
 mod sign;
@@ -63,6 +65,8 @@ pub struct Service {
     /// The scheduler lease among replicas sharing the store.
     pub(crate) elector: lease::Elector,
     reconciled: RwLock<Option<reconcile::Reconciliation>>,
+    /// What the background health check found (see `health`).
+    health: RwLock<health::HealthState>,
 }
 
 impl Service {
@@ -89,8 +93,11 @@ impl Service {
             ops: tokio::sync::Mutex::new(()),
             elector,
             reconciled: RwLock::new(None),
+            health: RwLock::default(),
         });
         service.tick().await;
+        service.check_health().await;
+        service.spawn_health();
         Ok(service)
     }
 
@@ -138,9 +145,19 @@ impl Service {
         }
     }
 
-    /// Reloads every key from the store and rebuilds the view.
+    /// Reloads every key from the store and rebuilds the view (a failure keeps the cached view
+    /// and starts, or continues, the store's grace period: see `health`).
     pub async fn reload(&self) -> Result<(), ServiceError> {
-        let records = self.store.keys().await?;
+        let records = match self.store.keys().await {
+            Ok(records) => {
+                self.store_ok();
+                records
+            }
+            Err(e) => {
+                self.store_failed(&Chain(&e).to_string());
+                return Err(e.into());
+            }
+        };
         let view = KeyView::build(&self.config, &self.backends, records);
         *write(&self.view) = Arc::new(view);
         Ok(())

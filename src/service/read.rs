@@ -3,16 +3,13 @@
 //! here, once, from the key view and the clock (`keys::lifecycle`); `http/` serialises these and
 //! derives nothing.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::backends::BackendState;
-use super::reconcile::Reconciliation;
 use super::{Service, ServiceError};
 use crate::config::format_duration;
-use crate::keys::{KeyRecord, KeyState, lifecycle};
+use crate::keys::{KeyRecord, KeyState, Provenance, lifecycle};
 use crate::signing::{Profile, PublicKey};
 
 /// Unix seconds, shown as RFC 3339 (`2026-11-29T12:00:00Z`).
@@ -68,6 +65,9 @@ pub(crate) struct KeyEntry {
     pub(crate) revoked_at: Option<Rfc3339>,
     pub(crate) revoke_reason: Option<String>,
     pub(crate) destroyed_at: Option<Rfc3339>,
+    /// What the token says of the private object: `{"local", "always_sensitive",
+    /// "never_extractable"}` (`null` until recorded for a key stored before Signet did).
+    pub(crate) provenance: Option<Provenance>,
     /// The public JWK (`null` if the stored one does not parse).
     pub(crate) jwk: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +91,7 @@ impl KeyEntry {
             revoked_at: k.revoked_at.map(Rfc3339),
             revoke_reason: k.revoke_reason.clone(),
             destroyed_at: k.destroyed_at.map(Rfc3339),
+            provenance: k.provenance,
             jwk: PublicKey::from_jwk(&k.public_jwk)
                 .ok()
                 .map(|p| p.to_jwk(&k.kid, &k.alg)),
@@ -111,51 +112,6 @@ impl KeyEntry {
 pub(crate) struct KeyListing {
     pub(crate) key_set: String,
     pub(crate) keys: Vec<KeyEntry>,
-}
-
-/// A component of `/readyz`: `{"state": "up"}` or `{"state": "down", "reason": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub(crate) enum ComponentState {
-    Up,
-    Down { reason: String },
-}
-
-/// A key set in `/readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct KeySetReadiness {
-    pub(crate) active_kid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<&'static str>,
-}
-
-/// The scheduler lease in `/readyz` (informative, not a readiness condition).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct SchedulerStatus {
-    pub(crate) leader: bool,
-    pub(crate) holder: Option<String>,
-    pub(crate) lease_expires_at: Option<i64>,
-    pub(crate) error: Option<String>,
-}
-
-/// `/readyz`: ready when the store answers, every backend is up and every key set has an active
-/// key.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Readiness {
-    /// `ready` or `not_ready`.
-    pub(crate) status: &'static str,
-    pub(crate) store: ComponentState,
-    pub(crate) backends: BTreeMap<String, ComponentState>,
-    pub(crate) key_sets: BTreeMap<String, KeySetReadiness>,
-    pub(crate) scheduler: SchedulerStatus,
-    /// What the start-up reconciliation found (informative).
-    pub(crate) reconciliation: Option<Reconciliation>,
-}
-
-impl Readiness {
-    pub(crate) fn is_ready(&self) -> bool {
-        self.status == "ready"
-    }
 }
 
 /// The gauges of `/metrics`, read at scrape time.
@@ -245,60 +201,6 @@ impl Service {
                 set: set.to_string(),
                 kid: kid.to_string(),
             })
-    }
-
-    /// `/readyz`: the store answers, every backend is up, every key set has an active key.
-    pub(crate) async fn readiness(&self) -> Readiness {
-        let store = match self.store.ping().await {
-            Ok(()) => ComponentState::Up,
-            Err(e) => ComponentState::Down {
-                reason: e.to_string(),
-            },
-        };
-        let mut backends = BTreeMap::new();
-        for slot in &self.backends {
-            let state = match slot.state() {
-                BackendState::Down(reason) => Err(reason.to_string()),
-                BackendState::Up(_) => slot
-                    .with_backend(slot.config.op_timeout, |b| b.ping())
-                    .await
-                    .map_err(|e| crate::support::Chain(&e).to_string()),
-            };
-            let state = match state {
-                Ok(()) => ComponentState::Up,
-                Err(reason) => ComponentState::Down { reason },
-            };
-            backends.insert(slot.config.name.clone(), state);
-        }
-        let now = self.now();
-        let view = self.view();
-        let key_sets: BTreeMap<String, KeySetReadiness> = self
-            .config
-            .key_sets
-            .iter()
-            .map(|s| {
-                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
-                let reason = active_kid.is_none().then_some("no usable active key");
-                (s.name.clone(), KeySetReadiness { active_kid, reason })
-            })
-            .collect();
-        let ready = store == ComponentState::Up
-            && backends.values().all(|b| *b == ComponentState::Up)
-            && key_sets.values().all(|k| k.active_kid.is_some());
-        let lease = self.elector.state();
-        Readiness {
-            status: if ready { "ready" } else { "not_ready" },
-            store,
-            backends,
-            key_sets,
-            scheduler: SchedulerStatus {
-                leader: lease.leader,
-                holder: lease.holder.as_ref().map(|l| l.holder.clone()),
-                lease_expires_at: lease.holder.as_ref().map(|l| l.expires_at),
-                error: lease.error,
-            },
-            reconciliation: self.reconciliation(),
-        }
     }
 
     /// The gauges of `/metrics`, from the live state.

@@ -10,6 +10,12 @@
 //!   recorded as `pending_destroyed`. Younger ones may be another replica's generation in flight.
 //! - A store row whose private object is not in its token (and is not marked destroyed) is
 //!   **missing**: logged and shown in `/readyz`.
+//! - Private objects sharing a `CKA_ID` or a label are **ambiguous**, and a stored key whose
+//!   `CKA_LOCAL` / `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` differ from what was recorded
+//!   has its **provenance changed** (see `service::provenance`): logged, shown in `/readyz`, and
+//!   recorded by the leader as `hsm_objects_ambiguous` / `provenance_changed` events. The leader
+//!   also records the provenance of keys stored before Signet recorded it
+//!   (`provenance_recorded`).
 //!
 //! Every replica reconciles at start-up, for its `/readyz`; only the replica that holds the
 //! scheduler lease writes audit events and destroys stale pending objects (it reconciles again
@@ -26,8 +32,10 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::keygen::SCHEDULER;
+use super::provenance::{self, Ambiguous, ProvenanceChanged};
 use super::{BackendSlot, Service};
-use crate::keys::{KeyRecord, NewEvent};
+use crate::hsm::TokenKey;
+use crate::keys::{KeyChange, KeyRecord, NewEvent};
 use crate::support::{Chain, read, write};
 
 /// Pending objects older than this (seconds) are destroyed: ten times the generation deadline.
@@ -58,6 +66,10 @@ pub(crate) struct Reconciliation {
     pub(crate) orphans: Vec<Orphan>,
     pub(crate) missing: Vec<Missing>,
     pub(crate) pending_destroyed: Vec<Orphan>,
+    /// `CKA_ID`s and labels that several private objects share.
+    pub(crate) ambiguous: Vec<Ambiguous>,
+    /// Stored keys whose private object's provenance attributes changed under Signet.
+    pub(crate) provenance_changed: Vec<ProvenanceChanged>,
     /// Backends that could not be listed, and why.
     pub(crate) errors: Vec<String>,
 }
@@ -90,7 +102,7 @@ impl Service {
         let mut listed = Vec::new();
         for slot in &self.backends {
             match slot
-                .with_backend(slot.config.op_timeout, |b| b.list_ids(""))
+                .with_backend(slot.config.op_timeout, |b| b.list_keys(""))
                 .await
             {
                 Ok(objects) => listed.push((slot, objects)),
@@ -122,19 +134,21 @@ impl Service {
     async fn reconcile_backend(
         &self,
         slot: &Arc<BackendSlot>,
-        objects: &[(Vec<u8>, String)],
+        objects: &[TokenKey],
         records: &[KeyRecord],
         leader: bool,
         out: &mut Reconciliation,
     ) {
         let now = out.at;
         let name = &slot.config.name;
+        self.check_objects(name, objects, records, leader, out)
+            .await;
         let referenced: HashSet<&[u8]> = records
             .iter()
             .filter(|r| &r.hsm == name)
             .map(|r| r.hsm_id.as_slice())
             .collect();
-        for (id, label) in objects {
+        for TokenKey { id, label, .. } in objects {
             if !label.starts_with("signet/") || referenced.contains(id.as_slice()) {
                 continue;
             }
@@ -157,7 +171,7 @@ impl Service {
             }
             self.destroy_pending(slot, id.clone(), orphan, out).await;
         }
-        let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
+        let present: HashSet<&[u8]> = objects.iter().map(|o| o.id.as_slice()).collect();
         for r in records.iter().filter(|r| &r.hsm == name) {
             if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
                 tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
@@ -169,6 +183,58 @@ impl Service {
                 });
             }
         }
+    }
+
+    /// Ambiguous objects and provenance changes of one backend; the leader records them, and the
+    /// provenance of keys stored without it.
+    async fn check_objects(
+        &self,
+        name: &str,
+        objects: &[TokenKey],
+        records: &[KeyRecord],
+        leader: bool,
+        out: &mut Reconciliation,
+    ) {
+        let ambiguous = provenance::ambiguous(name, objects);
+        let (changed, unrecorded) = provenance::compare(name, objects, records);
+        let mut events = Vec::new();
+        for a in &ambiguous {
+            tracing::warn!(hsm = %name, by = a.by, value = %a.value, count = a.count,
+                "several private key objects share one CKA_ID or label; Signet will not pick one");
+            events.push(NewEvent::new(out.at, SCHEDULER, "hsm_objects_ambiguous").detail(json!(a)));
+        }
+        for c in &changed {
+            tracing::warn!(hsm = %name, key_set = %c.key_set, kid = %c.kid,
+                recorded = ?c.recorded, token = ?c.token,
+                "the provenance attributes of a key changed under Signet");
+            events.push(
+                NewEvent::new(out.at, SCHEDULER, "provenance_changed")
+                    .key(&c.key_set, &c.kid)
+                    .detail(json!(c)),
+            );
+        }
+        let mut changes = Vec::new();
+        for (r, p) in unrecorded {
+            changes.push(KeyChange::Provenance {
+                key_set: r.key_set.clone(),
+                kid: r.kid.clone(),
+                provenance: p,
+            });
+            events.push(
+                NewEvent::new(out.at, SCHEDULER, "provenance_recorded")
+                    .key(&r.key_set, &r.kid)
+                    .detail(json!({ "provenance": p })),
+            );
+        }
+        if leader
+            && !events.is_empty()
+            && let Err(e) = self.store.apply(&changes, &events).await
+        {
+            out.errors
+                .push(format!("audit of the token's objects: {}", Chain(&e)));
+        }
+        out.ambiguous.extend(ambiguous);
+        out.provenance_changed.extend(changed);
     }
 
     /// Destroys a stale pending object (leader only) and records it.
@@ -244,6 +310,11 @@ impl Service {
     fn keep(&self, out: Reconciliation) -> Reconciliation {
         *write(&self.reconciled) = Some(out.clone());
         out
+    }
+
+    /// Reconciles now (as at start-up); what it finds shows in `/readyz`.
+    pub async fn reconcile_now(&self) {
+        self.reconcile().await;
     }
 
     /// The last reconciliation, if one ran.

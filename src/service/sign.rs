@@ -110,7 +110,10 @@ impl Service {
     ) -> Result<O::Output, ServiceError> {
         let cfg = self.key_set(set)?;
         may_sign(client, cfg)?;
-        let result = self.run_operation(client, cfg, op).await;
+        let result = match self.view_fresh() {
+            Ok(()) => self.run_operation(client, cfg, op).await,
+            Err(e) => Err(e),
+        };
         observe(cfg, &result);
         result
     }

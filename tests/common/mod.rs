@@ -100,6 +100,53 @@ impl Token {
     }
 }
 
+impl Token {
+    /// An EC P-256 key pair made by `openssl` on disk and written into the token under `id` /
+    /// `label` with `pkcs11-tool --write-object ... --type privkey --sensitive` (and its public
+    /// key): a software key whose bytes were outside the HSM.
+    pub fn pem_keypair(&self, id: &str, label: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, public) = (dir.path().join("key.pem"), dir.path().join("pub.pem"));
+        let (key, public) = (key.to_str().unwrap(), public.to_str().unwrap());
+        for args in [
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                key,
+            ][..],
+            &["pkey", "-in", key, "-pubout", "-out", public][..],
+        ] {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for (file, kind, extra) in [
+            (key, "privkey", &["--sensitive", "--private"][..]),
+            (public, "pubkey", &[][..]),
+        ] {
+            let mut args = vec!["--write-object", file, "--type", kind, "--id", id];
+            args.extend(["--label", label]);
+            args.extend(extra);
+            let out = self.pkcs11_tool(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// Valid claims for `profile` at `now`.
 pub fn claims_for(profile: &str, now: i64) -> Value {
     match profile {
@@ -395,6 +442,17 @@ impl Signet {
             .json()
             .await
             .unwrap()
+    }
+
+    /// `/readyz` with its details (an admin credential): status and body.
+    pub async fn readyz_details(&self) -> (u16, Value) {
+        let r = (self.http.get(self.url("/readyz")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// POSTs JSON with a bearer token; returns status and body.

@@ -93,14 +93,22 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the (initialised, stopped) server on its port; panics with its log if it does
+    /// not come up.
+    pub fn start_again(&self) {
+        let data = self.data();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=100",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = pg.dir.path().join("postgres.log");
-        let out = pg.run(
+        let log = self.dir.path().join("postgres.log");
+        let out = self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -121,7 +129,21 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        pg
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed); [`Postgres::start_again`]
+    /// brings it back on the same port with the same data.
+    pub fn stop(&self) {
+        let data = self.data();
+        let out = self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn data(&self) -> PathBuf {

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use serde_json::Map;
-use signet::keys::{KeyChange, KeyRecord, NewEvent, Origin, Store, StoreError, open_store};
+use signet::keys::{
+    KeyChange, KeyRecord, NewEvent, Origin, Provenance, Store, StoreError, open_store,
+};
 
 use super::postgres::Postgres;
 
@@ -56,6 +58,11 @@ pub fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRe
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        provenance: Some(Provenance {
+            local: true,
+            always_sensitive: true,
+            never_extractable: true,
+        }),
     }
 }
 

@@ -1,0 +1,83 @@
+//! `[server] health_interval`, `[store] grace` and `[[key_set]] allow_exposed_import`: defaults,
+//! values, environment overrides and errors that name the key.
+
+use std::time::Duration;
+
+use super::*;
+
+const BASE: &str = r#"[server]
+listen = "127.0.0.1:8080"
+issuer = "https://as.example.com"
+jwks_max_age = "1h"
+[store]
+url = "sqlite://x.db"
+[[hsm]]
+name = "primary"
+module = "/m.so"
+token_label = "t"
+pin_env = "PIN"
+[[key_set]]
+name = "id"
+profile = "id_token"
+alg = "PS256"
+hsm = "primary"
+rotation_period = "90d"
+min_publish = "2h"
+retain = "2h"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "test.toml", std::iter::empty())
+}
+
+#[test]
+fn defaults() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.server.health_interval, Duration::from_secs(2));
+    assert_eq!(c.store.grace, Duration::from_secs(60));
+    assert!(!c.key_sets[0].allow_exposed_import);
+}
+
+#[test]
+fn values_and_overrides() {
+    let text = BASE
+        .replace(
+            "[store]",
+            "health_interval = \"500ms\"\n[store]\ngrace = \"0s\"",
+        )
+        .replace(
+            "retain = \"2h\"",
+            "retain = \"2h\"\nallow_exposed_import = true",
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.server.health_interval, Duration::from_millis(500));
+    assert_eq!(c.store.grace, Duration::ZERO);
+    assert!(c.key_sets[0].allow_exposed_import);
+    let env = [("SIGNET_STORE__GRACE".to_string(), "2m".to_string())];
+    let c = Config::from_toml(&text, "test.toml", env.into_iter()).unwrap();
+    assert_eq!(c.store.grace, Duration::from_secs(120));
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases = [
+        (
+            BASE.replace("[store]", "health_interval = \"0s\"\n[store]"),
+            "server.health_interval",
+            "greater than zero",
+        ),
+        (
+            BASE.replace(
+                "url = \"sqlite://x.db\"",
+                "url = \"sqlite://x.db\"\ngrace = \"a while\"",
+            ),
+            "store.grace",
+            "duration",
+        ),
+    ];
+    for (text, key, reason) in cases {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains(reason), "expected `{reason}` in: {e}");
+    }
+}
