@@ -42,7 +42,7 @@ pub(crate) fn holder_id() -> String {
 pub(crate) struct Leadership {
     /// This replica holds the lease.
     pub(crate) leader: bool,
-    /// The holder seen at the last attempt, with its expiry.
+    /// The holder last seen (at the last attempt that reached the store), with its expiry.
     pub(crate) holder: Option<Lease>,
     /// Why the last attempt failed (store unreachable).
     pub(crate) error: Option<String>,
@@ -69,6 +69,16 @@ impl Elector {
         lock(&self.state).clone()
     }
 
+    /// Whether this replica's own lease, as last seen, still runs at `now`: taking it again then
+    /// is a renewal after a failed attempt (a store blip), not a take-over, as no other replica
+    /// can have held it in between.
+    pub(crate) fn continues(&self, now: i64) -> bool {
+        lock(&self.state)
+            .holder
+            .as_ref()
+            .is_some_and(|l| l.holder == self.me && now <= l.expires_at)
+    }
+
     /// Takes or renews the lease at `now`; whether this replica leads. A store error means "not
     /// leader" (another replica may have taken over meanwhile).
     pub(crate) async fn try_lead(&self, store: &dyn Store, now: i64) -> bool {
@@ -83,7 +93,8 @@ impl Elector {
             },
             Err(e) => Leadership {
                 leader: false,
-                holder: None,
+                // Kept: it tells whether this replica's own lease is still running (`continues`).
+                holder: self.state().holder,
                 error: Some(e.to_string()),
             },
         };

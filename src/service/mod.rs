@@ -119,12 +119,16 @@ impl Service {
             tracing::error!(error = %Chain(&e), "cannot load keys from the store");
             return;
         }
-        let was_leader = self.elector.state().leader;
-        if !self.elector.try_lead(&*self.store, self.now()).await {
+        let now = self.now();
+        let was_leader = self.elector.state().leader || self.elector.continues(now);
+        if !self.elector.try_lead(&*self.store, now).await {
             return;
         }
         if !was_leader {
-            // Start-up, or a take-over: account for what the previous holder may have left.
+            // Start-up, or a take-over: account for what the previous holder may have left. Not
+            // after a store blip within this replica's own lease: nobody else held it, and a
+            // token listing while the process is short of resources (EMFILE) can make SoftHSM
+            // drop the objects it cannot open.
             self.reconcile().await;
         }
         let _ops = self.ops.lock().await;
