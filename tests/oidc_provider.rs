@@ -257,7 +257,7 @@ async fn a_fapi2_authorization_server_signs_every_token_with_signet() {
     let (trail, _) = audited(&signet).await;
     check_flow(&first[0], &jwks, &trail);
 
-    // 50 flows, two at a time, with a forced rotation of both key sets after the 25th: no flow
+    // 50 flows, two at a time, with a forced rotation of both key sets after the 10th: no flow
     // fails, and the AS signs with the new keys within key_refresh.
     let old: Vec<String> = futures_kids(&signet).await;
     let (_d, rx) = drive(&signet.base, &issuer, 50, 2);
@@ -265,7 +265,7 @@ async fn a_fapi2_authorization_server_signs_every_token_with_signet() {
     let mut count = 0;
     let flows = collect(&rx, |_| {
         count += 1;
-        if count == 25 {
+        if count == 10 {
             rotated_at = Some(Instant::now());
             let base = signet.base.clone();
             std::thread::spawn(move || rotate_all(&base))
@@ -284,25 +284,40 @@ async fn a_fapi2_authorization_server_signs_every_token_with_signet() {
         old.iter().zip(&new).all(|(o, n)| o != n),
         "the rotation took place"
     );
-    let late = &flows[flows.len() - 1];
-    assert_eq!(
-        late["kids"]["id_token"]["kid"],
-        new[0].as_str(),
-        "the AS follows the rotation"
-    );
-    assert_eq!(late["kids"]["jarm"]["kid"], new[1].as_str());
+    // Flows that started a key_refresh (1 s) and a margin after the rotation use the new keys.
+    let since = rotated_at.expect("rotated").elapsed();
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(since)).await;
+    let (_d, rx) = drive(&signet.base, &issuer, 2, 1);
+    let late = collect(&rx, |_| {});
+    for f in &late {
+        assert_eq!(f["ok"], true, "{f}");
+        assert_eq!(
+            f["kids"]["id_token"]["kid"],
+            new[0].as_str(),
+            "the AS follows"
+        );
+        assert_eq!(f["kids"]["jarm"]["kid"], new[1].as_str(), "the AS follows");
+    }
     let jwks = signet.get_json("/.well-known/jwks.json").await;
     let (trail, _) = audited(&signet).await;
     for f in &flows {
         check_flow(f, &jwks, &trail);
     }
-    // Tokens signed before the rotation still verify from the AS's JWKS.
+    // The AS's JWKS publishes what Signet's does (active, next and retired keys of both sets), and
+    // tokens signed before the rotation still verify from it.
     let as_jwks: Value = reqwest::get(format!("{issuer}/jwks"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    assert_eq!(kids(&as_jwks), kids(&jwks), "the AS's JWKS and Signet's");
+    assert!(late[0]["jwts"]["id_token"].is_string());
+    assert_eq!(
+        kids(&jwks).len(),
+        6,
+        "active, next, retired of two sets: {jwks}"
+    );
     for f in [&first[0], &flows[0]] {
         for name in ["jarm", "id_token", "introspection"] {
             verify_jwt(f["jwts"][name].as_str().unwrap(), &as_jwks);
@@ -316,15 +331,21 @@ async fn a_fapi2_authorization_server_signs_every_token_with_signet() {
     let (_d, rx) = drive(&signet.base, &issuer, 20, 2);
     let revoked = new[0].clone();
     let mut count = 0;
+    let mut gone_at = None;
     let flows = collect(&rx, |_| {
         count += 1;
         if count == 5 {
-            let (base, kid) = (signet.base.clone(), revoked.clone());
-            std::thread::spawn(move || revoke(&base, &kid))
+            let (base, kid, iss) = (signet.base.clone(), revoked.clone(), issuer.clone());
+            gone_at = std::thread::spawn(move || revoke(&base, &kid, &iss))
                 .join()
                 .unwrap();
         }
     });
+    let gone = gone_at.expect("the revoked key left the AS's JWKS");
+    assert!(
+        gone < Duration::from_millis(2500),
+        "the AS kept the revoked key {gone:?}"
+    );
     let failed = flows.iter().filter(|f| f["ok"] != true).count();
     assert!(
         failed <= 2,
@@ -379,11 +400,38 @@ fn rotate_all(base: &str) {
     }
 }
 
-fn revoke(base: &str, kid: &str) {
+/// Revokes `kid`; returns how long the AS at `issuer` went on publishing it (its keystore reads
+/// Signet's schedule every key_refresh, and a revoked key is no longer in it).
+fn revoke(base: &str, kid: &str, issuer: &str) -> Option<Duration> {
     let url = format!("{base}/v1/key-sets/{}/keys/{kid}/revoke", SETS[0]);
     let (status, out) = blocking_post(
         &url,
         &json!({"reason": "e2e: compromise drill", "force": true}),
     );
     assert_eq!(status, 200, "revoke: {out}");
+    let start = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    while start.elapsed() < Duration::from_secs(10) {
+        let jwks: Value = rt.block_on(async {
+            let r = reqwest::get(format!("{issuer}/jwks")).await.unwrap();
+            r.json().await.unwrap()
+        });
+        if !kids(&jwks).contains(kid) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn kids(jwks: &Value) -> BTreeSet<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
 }

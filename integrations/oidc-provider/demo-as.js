@@ -99,6 +99,8 @@ export async function start() {
   for (const event of ['server_error', 'authorization.error', 'grant.error', 'pushed_authorization_request.error',
     'introspection.error', 'jwks.error', 'end_session.error', 'backchannel.error']) {
     provider.on(event, (ctx, err) => {
+      // A DPoP nonce challenge is the protocol's normal first answer, not a failure.
+      if (err?.error === 'use_dpop_nonce') return;
       console.error(`${event}: ${err?.message ?? err} ${err?.error_detail ?? ''}`);
     });
   }
