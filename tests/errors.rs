@@ -104,6 +104,7 @@ fn sets() -> Vec<Set<'static>> {
         set("doomed", "id_token", "ES256"),
         set("faulty", "id_token", "ES256"),
         set("broken", "id_token", "ES256"),
+        set("multi", "id_token", "ES256"),
     ]
 }
 
@@ -112,9 +113,12 @@ fn sets() -> Vec<Set<'static>> {
 fn edit(c: String) -> String {
     let tls = "\n[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n\
                client_ca = \"/nonexistent/ca.pem\"\n\n[store]";
-    c.replacen("\n[store]", tls, 1)
-        + &format!(
-            r#"
+    c.replacen("\n[store]", tls, 1).replacen(
+        "name = \"multi\"\nprofile = \"id_token\"",
+        "name = \"multi\"\nprofiles = [\"id_token\", \"jarm\"]",
+        1,
+    ) + &format!(
+        r#"
 [[client]]
 name = "slow"
 role = "admin"
@@ -133,8 +137,8 @@ role = "signer"
 key_sets = ["*"]
 cert_san = "spiffe://example.org/as"
 "#,
-            sha256_hex(SLOW_TOKEN)
-        )
+        sha256_hex(SLOW_TOKEN)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,6 +148,7 @@ async fn every_problem_code_is_reachable_through_the_api() {
     callers(&main, &mut reached).await;
     bodies(&main, &mut reached).await;
     profiles(&main, &mut reached).await;
+    compact(&main, &mut reached).await;
     http_message(&main, &mut reached).await;
     admin(&main, &mut reached).await;
     broken_keys(&main, &mut reached).await;
@@ -226,6 +231,69 @@ async fn callers(main: &Local, reached: &mut Reached) {
         main.send(conflicting).await,
         "conflicting_credentials",
     );
+}
+
+/// `sign/compact`: a caller-built JWS (the profile codes are shared with `sign/jwt`).
+async fn compact(main: &Local, reached: &mut Reached) {
+    use base64::Engine as _;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let (_, keys) = main
+        .get("/v1/key-sets/id/signing-key", Some(SIGNER_TOKEN))
+        .await;
+    let kid = keys["active"]["kid"].as_str().unwrap().to_string();
+    let claims = id_claims(main).to_string();
+    let header = |h: Value| format!("{}.{}", b64(&h.to_string()), b64(&claims));
+    let cases = [
+        (
+            "id",
+            header(json!({"alg": "ES256", "kid": "other"})),
+            "kid_not_active",
+        ),
+        (
+            "id",
+            header(json!({"alg": "PS256", "kid": kid})),
+            "alg_mismatch",
+        ),
+        ("id", "no-dot".to_string(), "malformed_signing_input"),
+        (
+            "id",
+            format!(
+                "{}.{}",
+                b64(&json!({"alg": "ES256", "kid": kid}).to_string()),
+                b64("[]")
+            ),
+            "payload_not_object",
+        ),
+        (
+            "id",
+            format!(
+                "{}.{}",
+                b64(&json!({"alg": "ES256", "kid": kid}).to_string()),
+                b64(r#"{"a":1,"a":2}"#)
+            ),
+            "duplicate_member",
+        ),
+        (
+            "multi",
+            header(json!({"alg": "ES256", "typ": "at+jwt"})),
+            "profile_unmatched",
+        ),
+    ];
+    for (set, input, code) in cases {
+        let path = format!("/v1/key-sets/{set}/sign/compact");
+        let answer = main
+            .send(post(
+                &path,
+                Some(SIGNER_TOKEN),
+                &json!({ "signing_input": input }),
+            ))
+            .await;
+        if code == "kid_not_active" {
+            assert_eq!(answer.2["active_kid"], kid.as_str(), "{}", answer.2);
+            assert!(answer.2["next_kid"].is_string(), "{}", answer.2);
+        }
+        reached.check(code, answer, code);
+    }
 }
 
 /// Routes, methods, bodies and query strings.

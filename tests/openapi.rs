@@ -12,6 +12,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/key-sets/{set}/sign/jwt"),
     ("post", "/v1/key-sets/{set}/sign/jws"),
     ("post", "/v1/key-sets/{set}/sign/http"),
+    ("post", "/v1/key-sets/{set}/sign/compact"),
+    ("get", "/v1/key-sets/{set}/signing-key"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/v1/key-sets/{set}/jwks"),
     ("get", "/v1/key-sets"),
@@ -49,6 +51,8 @@ async fn openapi_documents_exactly_the_routes_the_service_answers() {
     assert_eq!(documented, expected);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["SignJwtRequest"].is_object());
+    assert!(doc["components"]["schemas"]["SignCompactRequest"].is_object());
+    assert!(doc["components"]["schemas"]["SigningKeysDoc"].is_object());
 
     // Each documented operation is served: no route-level 404 or 405.
     for (method, path) in &documented {

@@ -3,6 +3,7 @@
 //! Owns file reading, `SIGNET_...` overrides and every start-up check of a field. Knows nothing of
 //! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
 
+mod key_set_profiles;
 mod raw;
 mod validate;
 
@@ -121,7 +122,11 @@ pub enum PinSource {
 #[derive(Debug, Clone)]
 pub struct KeySetConfig {
     pub name: String,
+    /// The first of `profiles`: the key set's one profile for every route but `sign/compact` and
+    /// `sign/jwt`, which pick among `profiles` (`signing::select_profile`).
     pub profile: Profile,
+    /// Every profile of the key set (one, or several JWT profiles).
+    pub profiles: Vec<Profile>,
     pub alg: Algorithm,
     /// Index into [`Config::hsms`].
     pub hsm: usize,
@@ -145,6 +150,9 @@ pub struct Policy {
     pub destroy_after: Option<Duration>,
     pub max_lifetime: Duration,
     pub clock_skew: Duration,
+    /// How long after a rotation the superseded key may still sign a caller-built JWS
+    /// (`sign/compact`), for a signer whose clock switches a little late.
+    pub activation_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

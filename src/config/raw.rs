@@ -68,7 +68,8 @@ pub struct RawHsm {
 #[serde(deny_unknown_fields)]
 pub struct RawKeySet {
     pub name: String,
-    pub profile: String,
+    pub profile: Option<String>,
+    pub profiles: Option<Vec<String>>,
     pub alg: String,
     pub hsm: String,
     pub issuer: Option<String>,
@@ -78,6 +79,7 @@ pub struct RawKeySet {
     pub retain: String,
     pub max_lifetime: Option<String>,
     pub clock_skew: Option<String>,
+    pub activation_grace: Option<String>,
     pub destroy_after: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,

@@ -44,10 +44,21 @@ fn reference_and_dev_configs_parse() {
             ("introspection", Profile::Introspection, Algorithm::Es256),
             ("logout-token", Profile::LogoutToken, Algorithm::Es256),
             ("http-responses", Profile::HttpMessage, Algorithm::EdDsa),
+            ("oidc-ps256", Profile::IdToken, Algorithm::Ps256),
+            ("oidc-es256", Profile::IdToken, Algorithm::Es256),
         ]
     );
+    // The demo AS's key sets (scripts/demo-as) sign every JWT profile, for a loopback issuer.
+    for k in &c.key_sets[6..] {
+        assert_eq!(k.profiles.len(), 5);
+        assert_eq!(k.issuer, "http://127.0.0.1:3000");
+        assert_eq!(
+            k.policy.activation_grace,
+            std::time::Duration::from_secs(30)
+        );
+    }
     assert!(
-        c.key_sets
+        c.key_sets[..6]
             .iter()
             .all(|k| k.issuer == "https://as.example.test")
     );
@@ -55,7 +66,7 @@ fn reference_and_dev_configs_parse() {
     let token = |t: &str| ClientAuth::TokenSha256(sha2::Sha256::digest(t.as_bytes()).into());
     assert_eq!(c.clients[0].auth, token("dev-signer-token"));
     assert_eq!(c.clients[0].role, Role::Signer);
-    assert_eq!(c.clients[0].key_sets.as_ref().map(Vec::len), Some(6));
+    assert_eq!(c.clients[0].key_sets.as_ref().map(Vec::len), Some(8));
     assert_eq!(c.clients[1].auth, token("dev-admin-token"));
     assert_eq!(c.clients[1].role, Role::Admin);
 }

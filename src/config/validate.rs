@@ -26,6 +26,7 @@ const DEFAULT_MAX_QUEUE_PER_SESSION: usize = 64;
 const DEFAULT_MAX_LIFETIME: &str = "1h";
 const DEFAULT_CLOCK_SKEW: &str = "60s";
 const DEFAULT_RSA_BITS: u32 = 2048;
+const DEFAULT_ACTIVATION_GRACE: &str = "30s";
 
 /// Parses a humantime duration ("90d", "2h", "10m", "30s", "1h 30m").
 pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
@@ -328,16 +329,9 @@ fn key_set(
 ) -> Result<KeySetConfig> {
     let key = |field: &str| format!("key_set[{i}].{field}");
     name_ok(&key("name"), &raw.name)?;
-    let profile = Profile::from_name(&raw.profile).ok_or_else(|| {
-        (
-            key("profile"),
-            format!(
-                "unknown profile `{}` (id_token, access_token, jarm, introspection, logout_token, \
-                 http_message, generic)",
-                raw.profile
-            ),
-        )
-    })?;
+    let profiles =
+        super::key_set_profiles::profiles(&key, raw.profile.as_deref(), raw.profiles.as_deref())?;
+    let profile = profiles[0];
     let fapi = raw.fapi.unwrap_or(true);
     let alg = if profile == Profile::HttpMessage {
         Algorithm::from_http(&raw.alg).ok_or_else(|| {
@@ -383,10 +377,10 @@ fn key_set(
     if profile != Profile::HttpMessage && issuer.is_empty() {
         return Err((key("issuer"), "required (or set server.issuer)".into()));
     }
-    if fapi && !issuer.is_empty() && !issuer.starts_with("https://") {
+    if fapi && !issuer.is_empty() && !super::key_set_profiles::issuer_ok(&issuer) {
         return Err((
             key("issuer"),
-            format!("`{issuer}` must be an https URL under FAPI 2.0"),
+            format!("`{issuer}` must be an https URL under FAPI 2.0 (http only on loopback)"),
         ));
     }
     let rsa_bits = raw.rsa_bits.unwrap_or(DEFAULT_RSA_BITS);
@@ -411,6 +405,11 @@ fn key_set(
             &key("clock_skew"),
             raw.clock_skew.as_deref(),
             DEFAULT_CLOCK_SKEW,
+        )?,
+        activation_grace: duration(
+            &key("activation_grace"),
+            raw.activation_grace.as_deref(),
+            DEFAULT_ACTIVATION_GRACE,
         )?,
     };
     let max_age = server.jwks_max_age;
@@ -449,6 +448,7 @@ fn key_set(
     Ok(KeySetConfig {
         name: raw.name.clone(),
         profile,
+        profiles,
         alg,
         hsm,
         issuer,

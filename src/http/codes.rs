@@ -66,6 +66,13 @@ pub const CODES: &[ProblemCode] = &[
     c("typ_mismatch", S::BAD_REQUEST),
     c("wrong_profile", S::BAD_REQUEST),
     c("payload_not_base64url", S::BAD_REQUEST),
+    // Caller-built JWS (`sign/compact`, `signing::compact`) and key sets with several profiles.
+    c("malformed_signing_input", S::BAD_REQUEST),
+    c("payload_not_object", S::BAD_REQUEST),
+    c("duplicate_member", S::BAD_REQUEST),
+    c("alg_mismatch", S::BAD_REQUEST),
+    c("profile_unmatched", S::BAD_REQUEST),
+    c("kid_not_active", S::CONFLICT),
     // The HSM, the store, the deadline.
     retry("hsm_unavailable", 2),
     retry("hsm_busy", 1),

@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod codes;
+mod compact;
 mod conn;
 mod http_sig;
 mod listener;
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(routes::sign_jwt))
         .routes(routes!(routes::sign_jws))
         .routes(routes!(http_sig::sign_http))
+        .routes(routes!(compact::sign_compact))
+        .routes(routes!(compact::signing_key))
         .routes(routes!(routes::jwks_all))
         .routes(routes!(routes::jwks_set))
         .routes(routes!(routes::key_sets))

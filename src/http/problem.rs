@@ -91,6 +91,16 @@ impl From<ServiceError> for Problem {
             ServiceError::Sign(s) => s.into(),
             ServiceError::Store(s) => store_problem(s),
             ServiceError::KeyUnusable { .. } | ServiceError::Internal(_) => internal(&e),
+            ServiceError::KidNotActive {
+                ref active_kid,
+                ref next_kid,
+                ..
+            } => {
+                let (active, next) = (json!(active_kid), json!(next_kid));
+                Problem::new("kid_not_active", e.to_string())
+                    .with_member("active_kid", active)
+                    .with_member("next_kid", next)
+            }
             e => Problem::new(code(&e), e.to_string()),
         }
     }
@@ -105,6 +115,9 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::Policy(p) => p.code(),
         ServiceError::Message(m) => m.code(),
         ServiceError::PayloadNotBase64url(_) => "payload_not_base64url",
+        ServiceError::Compact(c) => c.code(),
+        ServiceError::ProfileUnmatched(_) => "profile_unmatched",
+        ServiceError::KidNotActive { .. } => "kid_not_active",
         ServiceError::NoActiveKey(_) => "no_active_key",
         ServiceError::KeyNotFound { .. } => "key_not_found",
         ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",

@@ -93,6 +93,25 @@ pub(crate) fn next_activation(
     }
 }
 
+/// Whether key `kid` of `keys` may sign a caller-built JWS at `t`: it is the active key, or the key
+/// the active key superseded by a rotation (never a revocation) less than `grace_s` ago, so that a
+/// signer that switches keys at `activate_at` by its own, slightly late, clock loses no request.
+pub(crate) fn may_sign(keys: &[KeyRecord], kid: &str, grace_s: i64, t: i64) -> bool {
+    let Some(current) = active(keys, t) else {
+        return false;
+    };
+    if current.kid == kid {
+        return true;
+    }
+    if t >= current.activate_at.saturating_add(grace_s) {
+        return false;
+    }
+    // The key that was active the second before the active key took over, still unrevoked.
+    active(keys, current.activate_at - 1).is_some_and(|before| {
+        before.kid == kid && !before.is_revoked_at(t) && before.destroyed_at.is_none()
+    })
+}
+
 /// The state of `key` among `keys` (its key set, including itself) at `t`.
 pub(crate) fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) -> KeyState {
     if key.is_revoked_at(t) {
@@ -233,5 +252,27 @@ mod tests {
             KeyState::Retired { until: 1100 }
         );
         assert_eq!(active(&keys, 1050).unwrap().kid, "c");
+    }
+    #[test]
+    fn the_superseded_key_signs_within_the_activation_grace_only() {
+        let keys = vec![key("a", 0), key("b", 1000), key("c", 2000)];
+        assert!(may_sign(&keys, "a", 30, 999));
+        assert!(!may_sign(&keys, "b", 30, 999), "a next key never signs");
+        assert!(may_sign(&keys, "b", 30, 1000));
+        assert!(may_sign(&keys, "a", 30, 1029));
+        assert!(!may_sign(&keys, "a", 30, 1030));
+        assert!(!may_sign(&keys, "a", 0, 1000));
+        assert!(!may_sign(&keys, "zz", 30, 1000));
+    }
+
+    #[test]
+    fn a_revoked_key_never_signs_in_the_grace() {
+        let mut a = key("a", 0);
+        a.revoked_at = Some(500);
+        let keys = vec![a, key("b", 500)];
+        assert!(may_sign(&keys, "a", 30, 499));
+        assert!(!may_sign(&keys, "a", 30, 500));
+        assert!(!may_sign(&keys, "a", 30, 510));
+        assert!(may_sign(&keys, "b", 30, 500));
     }
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::keys::StoreError;
+use crate::signing::compact::CompactError;
 use crate::signing::http_sig::HttpSigError;
-use crate::signing::{Algorithm, KeyError, PolicyError, SignError};
+use crate::signing::{Algorithm, KeyError, PolicyError, SignError, Unmatched};
 
 /// A domain failure.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,24 @@ pub enum ServiceError {
     /// An RFC 9421 request the signature base cannot be built from.
     #[error(transparent)]
     Message(#[from] HttpSigError),
+    /// A caller-built signing input (`sign/compact`) that cannot be signed as given.
+    #[error(transparent)]
+    Compact(#[from] CompactError),
+    /// No profile of a key set with several fits the JWT.
+    #[error(transparent)]
+    ProfileUnmatched(#[from] Unmatched),
+    /// A caller-built JWS names a kid that may not sign now (`sign/compact`).
+    #[error(
+        "kid {} may not sign for key set {set} now; the active kid is {}",
+        .kid.as_deref().unwrap_or("(none)"),
+        .active_kid.as_deref().unwrap_or("(none)")
+    )]
+    KidNotActive {
+        set: String,
+        kid: Option<String>,
+        active_kid: Option<String>,
+        next_kid: Option<String>,
+    },
     #[error("`payload` must be base64url")]
     PayloadNotBase64url(#[source] base64::DecodeError),
     #[error("key set `{0}` has no active key")]

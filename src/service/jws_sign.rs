@@ -48,13 +48,16 @@ impl SignOperation for SignJwt {
         if !set.profile.signs_jwt() {
             return Err(wrong_profile(set, "sign/jwt"));
         }
-        self.header = set.profile.header(&self.header)?;
+        // A key set with several profiles picks one from `typ` and the claims.
+        let typ = self.header.get("typ").and_then(Value::as_str);
+        let profile = crate::signing::select_profile(&set.profiles, typ, &self.claims)?;
+        self.header = profile.header(&self.header)?;
         let policy = ClaimPolicy {
             issuer: &set.issuer,
             times: times(set),
         };
-        set.profile.check_claims(&self.claims, &policy, now)?;
-        Ok(set.profile)
+        profile.check_claims(&self.claims, &policy, now)?;
+        Ok(profile)
     }
 
     fn signing_input(&mut self, key: &SigningKey, _now: i64) -> Result<Vec<u8>, ServiceError> {

@@ -6,6 +6,7 @@
 
 mod admin;
 mod backends;
+mod compact_sign;
 mod error;
 mod health;
 pub mod hsm_signer;
@@ -18,6 +19,7 @@ mod provenance;
 mod read;
 pub(crate) mod reconcile;
 mod sign;
+mod signing_key;
 mod view;
 
 use std::sync::{Arc, RwLock};
@@ -27,12 +29,14 @@ use crate::keys::{KeyRecord, Store};
 use crate::support::{Chain, read, write};
 
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
+pub use compact_sign::{CompactSigned, SignCompact};
 pub use error::{Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};
 pub(crate) use import::ImportBy;
 pub use jws_sign::{SignJws, SignJwt, Signed};
 pub(crate) use read::{KeyEntry, KeyListing, Rfc3339};
 pub use sign::{SetKeys, SignOperation};
+pub(crate) use signing_key::SigningKeys;
 pub(crate) use view::{Jwks, KeyView};
 
 /// Current time in unix seconds; tests move it instead of sleeping.

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use super::view::KeyView;
 use super::{Service, ServiceError};
 use crate::config::{ClientConfig, KeySetConfig, Role};
-use crate::keys::NewEvent;
+use crate::keys::{NewEvent, lifecycle};
 use crate::signing::{Profile, SignError, SigningKey};
 
 /// One way to sign: its policy check, its key choice, its signing input and its result. The
@@ -82,6 +82,23 @@ impl SetKeys<'_> {
             .active(&self.set.name, self.now)
             .ok_or_else(|| ServiceError::NoActiveKey(self.set.name.clone()))?;
         self.signer(&active.kid)
+    }
+
+    /// The key a caller-built JWS names (`sign/compact`), if the lifecycle rule lets it sign now:
+    /// the active key, or the key a rotation superseded less than `activation_grace` ago
+    /// (`keys::lifecycle::may_sign`). Otherwise 409 `kid_not_active` with the active and next kids.
+    pub fn named(&self, kid: Option<&str>) -> Result<SigningKey, ServiceError> {
+        let records = self.view.records(&self.set.name);
+        let grace = self.set.policy.activation_grace.as_secs() as i64;
+        match kid {
+            Some(kid) if lifecycle::may_sign(records, kid, grace, self.now) => self.signer(kid),
+            _ => Err(ServiceError::KidNotActive {
+                set: self.set.name.clone(),
+                kid: kid.map(str::to_string),
+                active_kid: lifecycle::active(records, self.now).map(|k| k.kid.clone()),
+                next_kid: lifecycle::next(records, self.now).map(|k| k.kid.clone()),
+            }),
+        }
     }
 
     /// The key `kid` of this key set, ready to sign, whatever its state: the operation applies the
@@ -168,7 +185,7 @@ impl Service {
 }
 
 /// 403 unless `client` is a signer allowed to use key set `set`.
-fn may_sign(client: &ClientConfig, set: &KeySetConfig) -> Result<(), ServiceError> {
+pub(super) fn may_sign(client: &ClientConfig, set: &KeySetConfig) -> Result<(), ServiceError> {
     let allowed = client.role == Role::Signer
         && client
             .key_sets
@@ -192,6 +209,9 @@ fn observe<T>(cfg: &KeySetConfig, result: &Result<T, ServiceError>) {
             ServiceError::Policy(_)
             | ServiceError::Message(_)
             | ServiceError::PayloadNotBase64url(_)
+            | ServiceError::Compact(_)
+            | ServiceError::ProfileUnmatched(_)
+            | ServiceError::KidNotActive { .. }
             | ServiceError::WrongProfile { .. },
         ) => "rejected",
         Err(ServiceError::Sign(SignError::Busy)) => "busy",

@@ -4,6 +4,7 @@
 //! Knows neither axum nor cryptoki: an HSM key reaches this layer only as an `Arc<dyn Sign>`.
 
 mod alg;
+pub mod compact;
 pub mod http_sig;
 pub(crate) mod jwk;
 pub(crate) mod jws;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 pub use alg::{Algorithm, KeyKind};
 pub use jwk::PublicKey;
-pub use profile::{ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy};
+pub use profile::{
+    ClaimPolicy, PolicyError, Profile, TimeMembers, TimePolicy, Unmatched, select as select_profile,
+};
 
 /// The one capability a key offers this layer: sign a message with its algorithm's full procedure
 /// (hashing included). Blocking; callers run it off the async executor.

@@ -6,6 +6,9 @@
 
 use serde_json::{Map, Value};
 
+mod select;
+pub use select::{Unmatched, select};
+
 /// The purpose of a key set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
