@@ -318,6 +318,9 @@ fn record(kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        certificate_required: false,
+        certified_at: None,
+        certificate: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod certs;
 mod serve;
 
 use std::path::PathBuf;

@@ -125,6 +125,11 @@ pub struct KeySetConfig {
     pub policy: Policy,
     /// Append an audit event for every signature (kid, profile, client, SHA-256 of the input).
     pub audit_signatures: bool,
+    /// Put the signing key's certificate chain (`x5c`) into every JWS header.
+    pub header_x5c: bool,
+    /// A next key may activate only once its certificate chain is attached (keys created while
+    /// this is set record it; see `keys::lifecycle`).
+    pub require_certificate: bool,
 }
 
 /// Rotation and token policy of a key set.

@@ -79,6 +79,8 @@ pub struct RawKeySet {
     pub destroy_after: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
+    pub header_x5c: Option<bool>,
+    pub require_certificate: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ use super::codes;
 use crate::keys::StoreError;
 use crate::service::{Invalid, Refusal, ServiceError};
 use crate::signing::SignError;
+use crate::signing::x509::ChainError;
 use crate::support::Chain;
 
 /// An error as the caller sees it.
@@ -109,6 +110,11 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::KeyNotFound { .. } => "key_not_found",
         ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",
         ServiceError::Refused(r) => refusal_code(r),
+        ServiceError::Certificate(c) => match c {
+            ChainError::KeyMismatch(_) => "certificate_key_mismatch",
+            ChainError::Invalid(_) => "certificate_invalid",
+            ChainError::Expired { .. } => "certificate_expired",
+        },
         ServiceError::Invalid(i) => invalid_code(i),
         ServiceError::Sign(_) => "hsm_error",
         ServiceError::Store(_) => "store_unavailable",
@@ -130,6 +136,7 @@ fn refusal_code(r: &Refusal) -> &'static str {
         Refusal::AlreadyDestroyed(_) => "already_destroyed",
         Refusal::KeyInUse { .. } => "key_in_use",
         Refusal::KeyExists(_) => "key_exists",
+        Refusal::CertificateRequired(_) => "certificate_required",
     }
 }
 
@@ -140,6 +147,7 @@ fn invalid_code(i: &Invalid) -> &'static str {
         Invalid::Id(_) => "invalid_id",
         Invalid::KeyNotProtected => "key_not_protected",
         Invalid::KeyTypeMismatch(_) => "key_type_mismatch",
+        Invalid::Csr(_) => "invalid_request",
     }
 }
 

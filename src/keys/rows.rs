@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::audit::AuditEvent;
-use super::{KeyRecord, Origin, StoreError};
+use super::{KeyCertificate, KeyRecord, Origin, StoreError};
 
 /// `T` can be read from a column of `R`'s database.
 pub(super) trait Column<'r, R: Row>: Decode<'r, R::Database> + Type<R::Database> {}
@@ -26,6 +26,17 @@ where
     let public_jwk: Map<String, Value> = serde_json::from_str(&jwk)
         .map_err(|e| StoreError::Corrupt(format!("key {kid}: public_jwk: {e}")))?;
     let origin: String = row.try_get("origin")?;
+    let chain: Option<String> = row.try_get("certificate_chain")?;
+    let not_after: Option<i64> = row.try_get("certificate_not_after")?;
+    let certificate = match (chain, not_after) {
+        (Some(chain), Some(not_after)) => Some(KeyCertificate {
+            x5c: serde_json::from_str(&chain)
+                .map_err(|e| StoreError::Corrupt(format!("key {kid}: certificate_chain: {e}")))?,
+            not_after,
+        }),
+        _ => None,
+    };
+    let required: i64 = row.try_get("certificate_required")?;
     Ok(KeyRecord {
         key_set: row.try_get("key_set")?,
         alg: row.try_get("alg")?,
@@ -39,6 +50,9 @@ where
         revoked_at: row.try_get("revoked_at")?,
         revoke_reason: row.try_get("revoke_reason")?,
         destroyed_at: row.try_get("destroyed_at")?,
+        certificate_required: required != 0,
+        certified_at: row.try_get("certified_at")?,
+        certificate,
         kid,
     })
 }

@@ -107,8 +107,9 @@ where
         let jwk = Value::Object(key.public_jwk.clone()).to_string();
         let result = sqlx::query(
             "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
-             activate_at, revoked_at, revoke_reason, destroyed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             activate_at, revoked_at, revoke_reason, destroyed_at, certificate_required, \
+             certified_at, certificate_chain, certificate_not_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&key.key_set)
         .bind(&key.kid)
@@ -122,6 +123,14 @@ where
         .bind(key.revoked_at)
         .bind(&key.revoke_reason)
         .bind(key.destroyed_at)
+        .bind(i64::from(key.certificate_required))
+        .bind(key.certified_at)
+        .bind(
+            key.certificate
+                .as_ref()
+                .map(|c| Value::from(c.x5c.clone()).to_string()),
+        )
+        .bind(key.certificate.as_ref().map(|c| c.not_after))
         .execute(&mut *self.tx)
         .await;
         match result {
@@ -161,6 +170,25 @@ where
                 .bind(key_set)
                 .bind(kid),
                 format!("key {kid} of {key_set} is unknown or already revoked"),
+            ),
+            KeyChange::Certify {
+                key_set,
+                kid,
+                x5c,
+                not_after,
+                at,
+            } => (
+                sqlx::query(
+                    "UPDATE keys SET certificate_chain = $1, certificate_not_after = $2, \
+                     certified_at = COALESCE(certified_at, $3) WHERE key_set = $4 AND kid = $5 \
+                     AND revoked_at IS NULL AND destroyed_at IS NULL RETURNING kid",
+                )
+                .bind(Value::from(x5c.clone()).to_string())
+                .bind(not_after)
+                .bind(at)
+                .bind(key_set)
+                .bind(kid),
+                format!("key {kid} of {key_set} is unknown, revoked or destroyed"),
             ),
             KeyChange::Destroyed { key_set, kid, at } => (
                 sqlx::query(

@@ -29,6 +29,15 @@ pub enum KeyChange {
         at: i64,
         reason: String,
     },
+    /// Attaches a checked certificate chain (`x5c`, leaf first) to a live key (neither revoked
+    /// nor destroyed), replacing any earlier one; `certified_at` keeps the first attachment.
+    Certify {
+        key_set: String,
+        kid: String,
+        x5c: Vec<String>,
+        not_after: i64,
+        at: i64,
+    },
     /// Records that the key's private object was destroyed.
     Destroyed {
         key_set: String,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::keys::StoreError;
 use crate::signing::http_sig::HttpSigError;
+use crate::signing::x509::{ChainError, CsrError};
 use crate::signing::{Algorithm, KeyError, PolicyError, SignError};
 
 /// A domain failure.
@@ -50,6 +51,9 @@ pub enum ServiceError {
     /// An operator request that is malformed or names an unsuitable key.
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A certificate chain refused for a key (DESIGN.md "Certificates").
+    #[error(transparent)]
+    Certificate(#[from] ChainError),
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error(transparent)]
@@ -83,6 +87,11 @@ pub enum Refusal {
     KeyInUse { kid: String, state: &'static str },
     #[error("key {0} is already managed by Signet")]
     KeyExists(String),
+    #[error(
+        "key {0} has no certificate and its key set requires one before a key may activate; \
+         attach its chain first (PUT .../keys/{0}/certificate)"
+    )]
+    CertificateRequired(String),
 }
 
 /// A malformed operator request, or one that names a key Signet may not adopt.
@@ -101,4 +110,7 @@ pub enum Invalid {
     KeyNotProtected,
     #[error("the key pair does not fit {0}")]
     KeyTypeMismatch(Algorithm),
+    /// A CSR's subject or SANs do not parse.
+    #[error(transparent)]
+    Csr(CsrError),
 }

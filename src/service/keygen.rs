@@ -83,6 +83,9 @@ impl Service {
         let slot = self.backend_of(set);
         let spec = key_spec(set.alg, set.rsa_bits);
         let now = self.now();
+        // The first key of a key set is exempt: there is no key to wait with.
+        let certificate_required =
+            set.require_certificate && !self.view().records(&set.name).is_empty();
         let pending_id = format!(
             "signet-pending-{now}-{}-{}",
             std::process::id(),
@@ -109,6 +112,9 @@ impl Service {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            certificate_required,
+            certified_at: None,
+            certificate: None,
         };
         let event = NewEvent::new(now, actor, "key_generated")
             .key(&set.name, &record.kid)
@@ -118,6 +124,7 @@ impl Service {
                 "hsm": record.hsm,
                 "hsm_id": hex::encode(&record.hsm_id),
                 "activate_at": activate_at,
+                "certificate_required": certificate_required,
             }));
         if let Err(e) = self
             .store

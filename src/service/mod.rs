@@ -6,6 +6,7 @@
 
 mod admin;
 mod backends;
+mod certs;
 mod error;
 pub mod hsm_signer;
 mod http_sign;
@@ -24,6 +25,7 @@ use crate::config::{Config, KeySetConfig};
 use crate::keys::{KeyRecord, Store};
 use crate::support::{Chain, read, write};
 
+pub(crate) use crate::signing::x509::CsrRequest;
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
 pub use error::{Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};

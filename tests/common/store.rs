@@ -56,6 +56,9 @@ pub fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRe
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        certificate_required: false,
+        certified_at: None,
+        certificate: None,
     }
 }
 
