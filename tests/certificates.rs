@@ -182,6 +182,13 @@ fn spki_of(dir: &Path, kind: &str, file: &str) -> String {
     )
 }
 
+async fn sign_req(local: &Local) -> (u16, Value) {
+    let body = json!({"claims": claims_for("id_token", local.service.now())});
+    local
+        .post("/v1/key-sets/req/sign/jwt", Some(SIGNER_TOKEN), &body)
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn csr_chain_x5c_refusals_and_require_certificate() {
     let sets = [
@@ -394,16 +401,7 @@ async fn csr_chain_x5c_refusals_and_require_certificate() {
     );
     local.clock.set(b.activate_at + 10);
     local.service.tick().await;
-    let sign = |local: &Local| {
-        let now = local.service.now();
-        let body = json!({"claims": claims_for("id_token", now)});
-        async move {
-            local
-                .post("/v1/key-sets/req/sign/jwt", Some(SIGNER_TOKEN), &body)
-                .await
-        }
-    };
-    let (status, out) = sign(&local).await;
+    let (status, out) = sign_req(&local).await;
     assert_eq!(
         (status, out["kid"].as_str()),
         (200, Some(a.kid.as_str())),
@@ -425,7 +423,7 @@ async fn csr_chain_x5c_refusals_and_require_certificate() {
         (200, Some("active")),
         "{out}"
     );
-    let (status, out) = sign(&local).await;
+    let (status, out) = sign_req(&local).await;
     assert_eq!(
         (status, out["kid"].as_str()),
         (200, Some(b.kid.as_str())),

@@ -1,7 +1,8 @@
 //! Checking a certificate chain an operator attaches to a key (PEM, leaf first), with
 //! `x509-parser`: every block a certificate, the leaf's public key the key's own, each
 //! certificate within its validity window at `now` and signed by the next one (the last one, if
-//! self-signed, by itself).
+//! self-signed, by itself). A certificate whose `notBefore` is still ahead is accepted (a CA's
+//! clock a little ahead of ours, or a certificate valid from the key's activation).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -93,13 +94,6 @@ pub fn check(pem: &str, key: &PublicKey, now: i64) -> Result<CheckedChain, Chain
                 subject: cert.subject().to_string(),
                 not_after: validity.not_after.to_string(),
             });
-        }
-        if now < validity.not_before.timestamp() {
-            return Err(ChainError::Invalid(format!(
-                "certificate {i} ({}) is not valid before {}",
-                cert.subject(),
-                validity.not_before
-            )));
         }
     }
     for (i, pair) in certs.windows(2).enumerate() {
