@@ -1,9 +1,8 @@
 //! The store's queries, written once for SQLite and PostgreSQL: [`SqlStore`] implements [`Store`]
 //! over sqlx's generic [`Database`] API, in SQL that both databases accept (numbered `$n`
 //! placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`). What truly differs per database is its
-//! [`Dialect`] (how a write transaction is opened and serialised across processes, how a
-//! consistent read snapshot is opened) and, in `sqlite.rs` and `postgres.rs`, the connection
-//! options and the migrations directory.
+//! [`Dialect`] (write transactions and their cross-process order, read snapshots) and, in
+//! `sqlite.rs` and `postgres.rs`, the connection options and the migrations directory.
 //!
 //! Generic over `sqlx::Database` rather than `sqlx::Any`: each database keeps its own driver,
 //! typed connection options (SQLite's WAL journal and busy timeout) and embedded migrations, every
