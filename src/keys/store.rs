@@ -9,6 +9,9 @@ use super::audit::{AuditEvent, NewEvent};
 use super::{KeyRecord, PgStore, SqliteStore};
 
 /// One change to the key rows.
+// A few changes per operator call: the size of `Insert` costs nothing worth a `Box` at every
+// call site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyChange {
     /// A new key; a kid already in its key set is a [`StoreError::Conflict`], and so is a key
