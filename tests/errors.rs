@@ -105,6 +105,12 @@ fn sets() -> Vec<Set<'static>> {
         set("faulty", "id_token", "ES256"),
         set("broken", "id_token", "ES256"),
         set("multi", "id_token", "ES256"),
+        Set {
+            name: "certified",
+            profile: "id_token",
+            alg: "ES256",
+            extra: "require_certificate = true",
+        },
     ]
 }
 
@@ -151,6 +157,7 @@ async fn every_problem_code_is_reachable_through_the_api() {
     compact(&main, &mut reached).await;
     http_message(&main, &mut reached).await;
     admin(&main, &mut reached).await;
+    certificates(&main, &mut reached).await;
     broken_keys(&main, &mut reached).await;
     replicas(&main, &mut reached).await;
     deadlines(&main, &mut reached).await;
@@ -786,6 +793,105 @@ async fn admin(main: &Local, reached: &mut Reached) {
         "destroyed twice",
         main.send(again).await,
         "already_destroyed",
+    );
+}
+
+/// `openssl` in `dir`, which must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificate chains refused, and a rotation that waits for a certificate.
+async fn certificates(main: &Local, reached: &mut Reached) {
+    let a = Some(ADMIN_TOKEN);
+    let (kid, _) = active_and_next(main, "spare");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A self-signed test CA (openssl), for another key than Signet's.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=CA",
+            "-days",
+            "30",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    let (status, out) = main
+        .post(
+            &format!("/v1/key-sets/spare/keys/{kid}/csr"),
+            a,
+            &json!({"subject": "CN=x"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    std::fs::write(d.join("leaf.csr"), out["csr"].as_str().unwrap()).unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let put = |chain: String| {
+        request(
+            Method::PUT,
+            &format!("/v1/key-sets/spare/keys/{kid}/certificate"),
+            a,
+            Some(&json!({ "chain": chain })),
+        )
+    };
+    reached.check(
+        "another key's certificate",
+        main.send(put(read("ca.pem"))).await,
+        "certificate_key_mismatch",
+    );
+    reached.check(
+        "not PEM",
+        main.send(put("garbage".into())).await,
+        "certificate_invalid",
+    );
+    main.clock.advance(3 * 86400);
+    let expired = main.send(put(read("leaf.pem") + &read("ca.pem"))).await;
+    main.clock.advance(-3 * 86400);
+    reached.check("expired leaf", expired, "certificate_expired");
+    let rotate = request(Method::POST, "/v1/key-sets/certified/rotate", a, None);
+    reached.check(
+        "next key without certificate",
+        main.send(rotate).await,
+        "certificate_required",
     );
 }
 

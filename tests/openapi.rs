@@ -22,6 +22,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/key-sets/{set}/keys/{kid}/revoke"),
     ("post", "/v1/key-sets/{set}/keys/import"),
     ("delete", "/v1/key-sets/{set}/keys/{kid}"),
+    ("post", "/v1/key-sets/{set}/keys/{kid}/csr"),
+    ("put", "/v1/key-sets/{set}/keys/{kid}/certificate"),
     ("get", "/v1/audit"),
     ("get", "/v1/audit/verify"),
     ("get", "/healthz"),
@@ -62,6 +64,11 @@ async fn openapi_documents_exactly_the_routes_the_service_answers() {
             "post" => signet
                 .http
                 .post(url)
+                .header("content-type", "application/json")
+                .body("{}"),
+            "put" => signet
+                .http
+                .put(url)
                 .header("content-type", "application/json")
                 .body("{}"),
             "delete" => signet.http.delete(url),

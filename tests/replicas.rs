@@ -319,6 +319,9 @@ fn record(kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
         revoke_reason: None,
         destroyed_at: None,
         provenance: None,
+        certificate_required: false,
+        certified_at: None,
+        certificate: None,
     }
 }
 

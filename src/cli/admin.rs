@@ -57,6 +57,10 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         accept_exposed_material: bool,
     },
+    /// A PKCS#10 CSR for a key, signed inside the HSM (PEM on standard output, or --out).
+    Csr(super::certs::CsrArgs),
+    /// Attach the certificate chain a CA issued for a key (PEM file, leaf first).
+    Certificate(super::certs::CertificateArgs),
     /// Destroy the private object of an expired or revoked key (its public JWK is kept).
     Destroy {
         set: String,
@@ -78,14 +82,14 @@ pub(crate) enum AuditCommand {
     },
 }
 
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     url: String,
     token: String,
 }
 
 /// An API answer that is not a success: status and problem body.
-struct Failure(u16, Value);
+pub(super) struct Failure(pub(super) u16, pub(super) Value);
 
 impl Client {
     fn new(args: &ClientArgs) -> Result<Client, String> {
@@ -98,7 +102,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -125,7 +129,7 @@ impl Client {
     }
 }
 
-fn fail(f: Failure) -> ExitCode {
+pub(super) fn fail(f: Failure) -> ExitCode {
     let Failure(status, body) = f;
     if status == 0 {
         eprintln!(
@@ -213,6 +217,8 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                     )
                     .await
             }
+            KeysCommand::Csr(a) => return super::certs::csr(&client, a, args.json).await,
+            KeysCommand::Certificate(a) => super::certs::certificate(&client, a).await,
             KeysCommand::Destroy { set, kid } => {
                 client
                     .call(

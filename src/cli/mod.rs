@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod certs;
 mod serve;
 mod table;
 

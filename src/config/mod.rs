@@ -139,6 +139,11 @@ pub struct KeySetConfig {
     /// Import may adopt a key whose private bytes were once outside the HSM, when the request
     /// also says `accept_exposed_material` (DESIGN.md "Key provenance").
     pub allow_exposed_import: bool,
+    /// Put the signing key's certificate chain (`x5c`) into every JWS header.
+    pub header_x5c: bool,
+    /// A next key may activate only once its certificate chain is attached (keys created while
+    /// this is set record it; see `keys::lifecycle`).
+    pub require_certificate: bool,
 }
 
 /// Rotation and token policy of a key set.

@@ -84,6 +84,8 @@ pub struct RawKeySet {
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
     pub allow_exposed_import: Option<bool>,
+    pub header_x5c: Option<bool>,
+    pub require_certificate: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -445,6 +445,13 @@ fn key_set(
             ),
         ));
     }
+    let header_x5c = raw.header_x5c.unwrap_or(false);
+    if header_x5c && profile == Profile::HttpMessage {
+        return Err((
+            key("header_x5c"),
+            "an http_message key set signs no JWS header; remove header_x5c".into(),
+        ));
+    }
     Ok(KeySetConfig {
         name: raw.name.clone(),
         profile,
@@ -457,6 +464,8 @@ fn key_set(
         policy,
         audit_signatures: raw.audit_signatures.unwrap_or(false),
         allow_exposed_import: raw.allow_exposed_import.unwrap_or(false),
+        header_x5c,
+        require_certificate: raw.require_certificate.unwrap_or(false),
     })
 }
 

@@ -31,7 +31,7 @@ pub(crate) async fn list_keys(
 }
 
 /// Records a refused admin call, then returns its problem.
-async fn refused(
+pub(super) async fn refused(
     state: &AppState,
     caller: &Caller,
     call: &str,

@@ -104,6 +104,11 @@ pub const CODES: &[ProblemCode] = &[
     c("key_type_mismatch", S::BAD_REQUEST),
     c("key_material_exposed", S::BAD_REQUEST),
     c("audit_chain_broken", S::CONFLICT),
+    // Certificates of keys (`PUT .../certificate`, and rotation under `require_certificate`).
+    c("certificate_key_mismatch", S::BAD_REQUEST),
+    c("certificate_invalid", S::BAD_REQUEST),
+    c("certificate_expired", S::BAD_REQUEST),
+    c("certificate_required", S::CONFLICT),
     // RFC 9421 requests `sign/http` cannot build a signature base from (`HttpSigError::code`).
     c("bad_body_base64", S::BAD_REQUEST),
     c("bad_label", S::BAD_REQUEST),

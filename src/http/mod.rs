@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod certs;
 mod codes;
 mod compact;
 mod conn;
@@ -86,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::import))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::destroy))
+        .routes(routes!(certs::csr))
+        .routes(routes!(certs::certificate))
         .routes(routes!(admin::audit))
         .routes(routes!(admin::audit_verify))
         .routes(routes!(routes::healthz))

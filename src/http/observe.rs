@@ -109,8 +109,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     for k in gauges.key_sets {
         metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => k.key_set.clone())
             .set(k.next_rotation_s as f64);
-        metrics::gauge!("signet_key_set_published_keys", "key_set" => k.key_set)
+        metrics::gauge!("signet_key_set_published_keys", "key_set" => k.key_set.clone())
             .set(k.published_keys as f64);
+        // 1 while the next key waits for its certificate (`require_certificate`).
+        let waits = if k.next_awaits_certificate { 1.0 } else { 0.0 };
+        metrics::gauge!("signet_key_set_next_key_awaits_certificate", "key_set" => k.key_set.clone())
+            .set(waits);
+        for (kid, seconds) in k.certificates {
+            metrics::gauge!("signet_certificate_expiry_seconds",
+                "key_set" => k.key_set.clone(), "kid" => kid)
+            .set(seconds as f64);
+        }
     }
     handle.run_upkeep();
     (

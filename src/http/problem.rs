@@ -15,6 +15,7 @@ use super::codes;
 use crate::keys::StoreError;
 use crate::service::{Invalid, Refusal, ServiceError};
 use crate::signing::SignError;
+use crate::signing::x509::ChainError;
 use crate::support::Chain;
 
 /// An error as the caller sees it.
@@ -123,6 +124,11 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",
         ServiceError::HsmKeyAmbiguous { .. } => "hsm_key_ambiguous",
         ServiceError::Refused(r) => refusal_code(r),
+        ServiceError::Certificate(c) => match c {
+            ChainError::KeyMismatch(_) => "certificate_key_mismatch",
+            ChainError::Invalid(_) => "certificate_invalid",
+            ChainError::Expired { .. } => "certificate_expired",
+        },
         ServiceError::Invalid(i) => invalid_code(i),
         ServiceError::Sign(_) => "hsm_error",
         ServiceError::Store(_) | ServiceError::StoreUnavailable { .. } => "store_unavailable",
@@ -145,6 +151,7 @@ fn refusal_code(r: &Refusal) -> &'static str {
         Refusal::AlreadyDestroyed(_) => "already_destroyed",
         Refusal::KeyInUse { .. } => "key_in_use",
         Refusal::KeyExists(_) => "key_exists",
+        Refusal::CertificateRequired(_) => "certificate_required",
     }
 }
 
@@ -156,6 +163,7 @@ fn invalid_code(i: &Invalid) -> &'static str {
         Invalid::KeyNotProtected => "key_not_protected",
         Invalid::KeyTypeMismatch(_) => "key_type_mismatch",
         Invalid::KeyMaterialExposed { .. } => "key_material_exposed",
+        Invalid::Csr(_) => "invalid_request",
     }
 }
 

@@ -7,6 +7,11 @@
 //!   then **expired**;
 //! - a key is **revoked** from `revoked_at` on.
 //!
+//! A key created while its key set had `require_certificate = true` (`certificate_required`)
+//! takes over only once a certificate chain is attached: until `certified_at` it stays **next**
+//! even past its `activate_at`, and the key it would supersede keeps signing (rotation waits). It
+//! then takes over at `max(activate_at, certified_at)`.
+//!
 //! Every replica computes the same answer from the same rows and the clock. The rule for when a new
 //! next key may activate ([`next_activation`]) lives here too, for the scheduler and for imports.
 
@@ -49,9 +54,29 @@ impl KeyRecord {
         self.revoked_at.is_some_and(|r| r <= t)
     }
 
-    /// Whether this key was ever the active key (it activated before any revocation).
+    /// Whether the key's certificate requirement, if any, is met at `t`.
+    pub(crate) fn certified_by(&self, t: i64) -> bool {
+        !self.certificate_required || self.certified_at.is_some_and(|c| c <= t)
+    }
+
+    /// A key still waiting for the certificate it needs (at any time: nothing attached yet).
+    pub(crate) fn awaits_certificate(&self) -> bool {
+        self.certificate_required && self.certified_at.is_none()
+    }
+
+    /// When this key takes over: `activate_at`, or for a key that needs a certificate, the time
+    /// its chain was attached if later; `None` while it has none.
+    fn takes_over_at(&self) -> Option<i64> {
+        if !self.certificate_required {
+            return Some(self.activate_at);
+        }
+        self.certified_at.map(|c| c.max(self.activate_at))
+    }
+
+    /// Whether this key was ever the active key (it took over before any revocation).
     fn ever_activated_by(&self, t: i64) -> bool {
-        self.activate_at <= t && self.revoked_at.is_none_or(|r| r > self.activate_at)
+        self.takes_over_at()
+            .is_some_and(|s| s <= t && self.revoked_at.is_none_or(|r| r > s))
     }
 
     fn order(&self) -> (i64, &str) {
@@ -62,14 +87,26 @@ impl KeyRecord {
 /// The active key of one key set's `keys` at `t`.
 pub(crate) fn active(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
     keys.iter()
-        .filter(|k| k.activate_at <= t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
+        .filter(|k| {
+            k.activate_at <= t
+                && !k.is_revoked_at(t)
+                && k.destroyed_at.is_none()
+                && k.certified_by(t)
+        })
         .max_by(|a, b| a.order().cmp(&b.order()))
 }
 
-/// The next key (the earliest-activating one if several are scheduled).
+/// The next key (the earliest-activating one if several are scheduled): one whose time has not
+/// come, or one past its time that still waits for its certificate.
 pub(crate) fn next(keys: &[KeyRecord], t: i64) -> Option<&KeyRecord> {
+    let active = active(keys, t).map(KeyRecord::order);
     keys.iter()
-        .filter(|k| k.activate_at > t && !k.is_revoked_at(t) && k.destroyed_at.is_none())
+        .filter(|k| {
+            !k.is_revoked_at(t)
+                && k.destroyed_at.is_none()
+                && (k.activate_at > t || !k.certified_by(t))
+                && active.is_none_or(|a| k.order() > a)
+        })
         .min_by(|a, b| a.order().cmp(&b.order()))
 }
 
@@ -123,11 +160,11 @@ pub(crate) fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) 
     if key.destroyed_at.is_none() && active(keys, t).is_some_and(|a| a.kid == key.kid) {
         return KeyState::Active;
     }
-    // Superseded at the first activation of a newer key that really became active.
+    // Superseded when a newer key that really became active took over.
     let superseded = keys
         .iter()
         .filter(|j| j.order() > key.order() && j.ever_activated_by(t))
-        .map(|j| j.activate_at)
+        .filter_map(KeyRecord::takes_over_at)
         .min();
     match superseded {
         Some(s) if t < s + retain_s && key.destroyed_at.is_none() => KeyState::Retired {
@@ -136,7 +173,9 @@ pub(crate) fn state(keys: &[KeyRecord], key: &KeyRecord, retain_s: i64, t: i64) 
         Some(s) => KeyState::Expired {
             since: s + retain_s,
         },
-        // Not active and never superseded: only a destroyed key gets here.
+        // Past its time, never superseded, waiting for its certificate.
+        None if !key.certified_by(t) && key.destroyed_at.is_none() => KeyState::Next,
+        // Not active and never superseded: otherwise only a destroyed key gets here.
         None => KeyState::Expired {
             since: key.destroyed_at.unwrap_or(t),
         },
@@ -240,6 +279,31 @@ mod tests {
         assert_eq!(active(&keys, 1500).unwrap().kid, "a");
         assert_eq!(state(&keys, &keys[0], RETAIN, 1500).name(), "active");
         assert_eq!(state(&keys, &keys[1], RETAIN, 1500).name(), "revoked");
+    }
+
+    #[test]
+    fn a_key_that_needs_a_certificate_waits_for_it() {
+        let mut b = key("b", 1000);
+        b.certificate_required = true;
+        let mut keys = vec![key("a", 0), b];
+        // Past its time without a certificate: a still signs, b is still the next key.
+        assert_eq!(active(&keys, 1500).unwrap().kid, "a");
+        assert_eq!(next(&keys, 1500).unwrap().kid, "b");
+        assert_eq!(state(&keys, &keys[1], RETAIN, 1500), KeyState::Next);
+        assert_eq!(state(&keys, &keys[0], RETAIN, 1500), KeyState::Active);
+        // Its chain attached at 1600: b takes over then, a is retired from then on.
+        keys[1].certified_at = Some(1600);
+        assert_eq!(active(&keys, 1599).unwrap().kid, "a");
+        assert_eq!(active(&keys, 1600).unwrap().kid, "b");
+        assert!(next(&keys, 1600).is_none());
+        assert_eq!(
+            state(&keys, &keys[0], RETAIN, 1650),
+            KeyState::Retired { until: 1700 }
+        );
+        // Attached before its time: b activates at its time, as any key.
+        keys[1].certified_at = Some(500);
+        assert_eq!(active(&keys, 999).unwrap().kid, "a");
+        assert_eq!(active(&keys, 1000).unwrap().kid, "b");
     }
 
     #[test]

@@ -63,6 +63,15 @@ impl Provenance {
     }
 }
 
+/// A certificate chain attached to a key (checked before it was stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyCertificate {
+    /// Standard base64 DER of each certificate, leaf first: the JWK's and JWS header's `x5c`.
+    pub x5c: Vec<String>,
+    /// The leaf's `notAfter`.
+    pub not_after: i64,
+}
+
 /// One key as stored. Times are unix seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -84,6 +93,13 @@ pub struct KeyRecord {
     pub destroyed_at: Option<i64>,
     /// `None` for a key stored before Signet recorded provenance, until reconciliation reads it.
     pub provenance: Option<Provenance>,
+    /// Created while its key set had `require_certificate = true`: the key does not take over
+    /// signing before a certificate chain is attached (`lifecycle`).
+    pub certificate_required: bool,
+    /// When a chain was first attached.
+    pub certified_at: Option<i64>,
+    /// The chain attached last.
+    pub certificate: Option<KeyCertificate>,
 }
 
 impl KeyRecord {
@@ -103,6 +119,9 @@ impl KeyRecord {
             revoke_reason: None,
             destroyed_at: None,
             provenance: None,
+            certificate_required: false,
+            certified_at: None,
+            certificate: None,
         }
     }
 }

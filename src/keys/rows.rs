@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::audit::AuditEvent;
-use super::{KeyRecord, Origin, Provenance, StoreError};
+use super::{KeyCertificate, KeyRecord, Origin, Provenance, StoreError};
 
 /// `T` can be read from a column of `R`'s database.
 pub(super) trait Column<'r, R: Row>: Decode<'r, R::Database> + Type<R::Database> {}
@@ -44,6 +44,17 @@ where
             )));
         }
     };
+    let chain: Option<String> = row.try_get("certificate_chain")?;
+    let not_after: Option<i64> = row.try_get("certificate_not_after")?;
+    let certificate = match (chain, not_after) {
+        (Some(chain), Some(not_after)) => Some(KeyCertificate {
+            x5c: serde_json::from_str(&chain)
+                .map_err(|e| StoreError::Corrupt(format!("key {kid}: certificate_chain: {e}")))?,
+            not_after,
+        }),
+        _ => None,
+    };
+    let required: i64 = row.try_get("certificate_required")?;
     Ok(KeyRecord {
         key_set: row.try_get("key_set")?,
         alg: row.try_get("alg")?,
@@ -58,6 +69,9 @@ where
         revoke_reason: row.try_get("revoke_reason")?,
         destroyed_at: row.try_get("destroyed_at")?,
         provenance,
+        certificate_required: required != 0,
+        certified_at: row.try_get("certified_at")?,
+        certificate,
         kid,
     })
 }

@@ -1,9 +1,8 @@
 //! The store's queries, written once for SQLite and PostgreSQL: [`SqlStore`] implements [`Store`]
 //! over sqlx's generic [`Database`] API, in SQL that both databases accept (numbered `$n`
 //! placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`). What truly differs per database is its
-//! [`Dialect`] (how a write transaction is opened and serialised across processes, how a
-//! consistent read snapshot is opened) and, in `sqlite.rs` and `postgres.rs`, the connection
-//! options and the migrations directory.
+//! [`Dialect`] (write transactions and their cross-process order, read snapshots) and, in
+//! `sqlite.rs` and `postgres.rs`, the connection options and the migrations directory.
 //!
 //! Generic over `sqlx::Database` rather than `sqlx::Any`: each database keeps its own driver,
 //! typed connection options (SQLite's WAL journal and busy timeout) and embedded migrations, every
@@ -108,8 +107,10 @@ where
         let result = sqlx::query(
             "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
              activate_at, revoked_at, revoke_reason, destroyed_at, cka_local, always_sensitive, \
-             never_extractable) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             never_extractable, certificate_required, certified_at, certificate_chain, \
+             certificate_not_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19)",
         )
         .bind(&key.key_set)
         .bind(&key.kid)
@@ -126,6 +127,14 @@ where
         .bind(key.provenance.map(|p| i64::from(p.local)))
         .bind(key.provenance.map(|p| i64::from(p.always_sensitive)))
         .bind(key.provenance.map(|p| i64::from(p.never_extractable)))
+        .bind(i64::from(key.certificate_required))
+        .bind(key.certified_at)
+        .bind(
+            key.certificate
+                .as_ref()
+                .map(|c| Value::from(c.x5c.clone()).to_string()),
+        )
+        .bind(key.certificate.as_ref().map(|c| c.not_after))
         .execute(&mut *self.tx)
         .await;
         match result {
@@ -181,6 +190,25 @@ where
                 .bind(key_set)
                 .bind(kid),
                 format!("key {kid} of {key_set} is unknown"),
+            ),
+            KeyChange::Certify {
+                key_set,
+                kid,
+                x5c,
+                not_after,
+                at,
+            } => (
+                sqlx::query(
+                    "UPDATE keys SET certificate_chain = $1, certificate_not_after = $2, \
+                     certified_at = COALESCE(certified_at, $3) WHERE key_set = $4 AND kid = $5 \
+                     AND revoked_at IS NULL AND destroyed_at IS NULL RETURNING kid",
+                )
+                .bind(Value::from(x5c.clone()).to_string())
+                .bind(not_after)
+                .bind(at)
+                .bind(key_set)
+                .bind(kid),
+                format!("key {kid} of {key_set} is unknown, revoked or destroyed"),
             ),
             KeyChange::Destroyed { key_set, kid, at } => (
                 sqlx::query(

@@ -9,6 +9,9 @@ use super::audit::{AuditEvent, NewEvent};
 use super::{KeyRecord, PgStore, SqliteStore};
 
 /// One change to the key rows.
+// A few changes per operator call: the size of `Insert` costs nothing worth a `Box` at every
+// call site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyChange {
     /// A new key; a kid already in its key set is a [`StoreError::Conflict`], and so is a key
@@ -34,6 +37,15 @@ pub enum KeyChange {
         key_set: String,
         kid: String,
         provenance: super::Provenance,
+    },
+    /// Attaches a checked certificate chain (`x5c`, leaf first) to a live key (neither revoked
+    /// nor destroyed), replacing any earlier one; `certified_at` keeps the first attachment.
+    Certify {
+        key_set: String,
+        kid: String,
+        x5c: Vec<String>,
+        not_after: i64,
+        at: i64,
     },
     /// Records that the key's private object was destroyed.
     Destroyed {

@@ -71,6 +71,9 @@ impl Service {
             None if force => self.generate(cfg, at, actor, "forced rotation").await?,
             None => return Err(Refusal::NoNextKey(set.to_string()).into()),
         };
+        if next.awaits_certificate() {
+            return Err(Refusal::CertificateRequired(next.kid).into());
+        }
         Self::check_published(cfg, &next, at, force)?;
         let event = NewEvent::new(now, actor, "rotated")
             .key(set, &next.kid)

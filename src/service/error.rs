@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::keys::StoreError;
 use crate::signing::compact::CompactError;
 use crate::signing::http_sig::HttpSigError;
+use crate::signing::x509::{ChainError, CsrError};
 use crate::signing::{Algorithm, KeyError, PolicyError, SignError, Unmatched};
 
 /// A domain failure.
@@ -72,6 +73,9 @@ pub enum ServiceError {
     /// An operator request that is malformed or names an unsuitable key.
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A certificate chain refused for a key (DESIGN.md "Certificates").
+    #[error(transparent)]
+    Certificate(#[from] ChainError),
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error(transparent)]
@@ -117,6 +121,11 @@ pub enum Refusal {
     KeyInUse { kid: String, state: &'static str },
     #[error("key {0} is already managed by Signet")]
     KeyExists(String),
+    #[error(
+        "key {0} has no certificate and its key set requires one before a key may activate; \
+         attach its chain first (PUT .../keys/{0}/certificate)"
+    )]
+    CertificateRequired(String),
 }
 
 /// A malformed operator request, or one that names a key Signet may not adopt.
@@ -146,4 +155,7 @@ pub enum Invalid {
         never_extractable: bool,
         why: &'static str,
     },
+    /// A CSR's subject or SANs do not parse.
+    #[error(transparent)]
+    Csr(CsrError),
 }

@@ -55,6 +55,9 @@ pub(crate) struct KeySetReadiness {
     pub(crate) active_kid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<&'static str>,
+    /// What does not stop signing but needs an operator (certificates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
 }
 
 /// The scheduler lease in `/readyz` (informative, not a readiness condition).
@@ -242,7 +245,13 @@ impl Service {
                 } else {
                     None
                 };
-                (s.name.clone(), KeySetReadiness { active_kid, reason })
+                let warnings = super::certs::warnings(s, view.records(&s.name), now);
+                let readiness = KeySetReadiness {
+                    active_kid,
+                    reason,
+                    warnings,
+                };
+                (s.name.clone(), readiness)
             })
             .collect();
         let all_up =

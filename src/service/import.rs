@@ -80,6 +80,9 @@ impl Service {
             revoke_reason: None,
             destroyed_at: None,
             provenance: Some(provenance),
+            certificate_required: cfg.require_certificate && !records.is_empty(),
+            certified_at: None,
+            certificate: None,
         };
         let mut changes = vec![KeyChange::Insert(record)];
         let mut events = vec![NewEvent::new(now, actor, "imported").key(set, &kid).detail(json!({

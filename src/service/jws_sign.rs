@@ -24,12 +24,18 @@ pub struct Signed {
 pub struct SignJwt {
     claims: Map<String, Value>,
     header: Map<String, Value>,
+    /// The key set's `header_x5c`, learnt in `admit`.
+    x5c: bool,
 }
 
 impl SignJwt {
     /// `header` holds the members the caller asks for (`typ`; anything allowed for `generic`).
     pub fn new(claims: Map<String, Value>, header: Map<String, Value>) -> Self {
-        Self { claims, header }
+        Self {
+            claims,
+            header,
+            x5c: false,
+        }
     }
 }
 
@@ -57,11 +63,12 @@ impl SignOperation for SignJwt {
             times: times(set),
         };
         profile.check_claims(&self.claims, &policy, now)?;
+        self.x5c = set.header_x5c;
         Ok(profile)
     }
 
     fn signing_input(&mut self, key: &SigningKey, _now: i64) -> Result<Vec<u8>, ServiceError> {
-        let header = jws::protected_header(key, std::mem::take(&mut self.header));
+        let header = jws::protected_header(key, std::mem::take(&mut self.header), self.x5c);
         let payload = Value::Object(std::mem::take(&mut self.claims)).to_string();
         Ok(jws::signing_input(header, payload.as_bytes()).into_bytes())
     }
@@ -83,6 +90,8 @@ pub struct SignJws {
     payload: Vec<u8>,
     header: Map<String, Value>,
     detached: bool,
+    /// The key set's `header_x5c`, learnt in `admit`.
+    x5c: bool,
 }
 
 impl SignJws {
@@ -93,6 +102,7 @@ impl SignJws {
             payload: Vec::new(),
             header,
             detached,
+            x5c: false,
         }
     }
 }
@@ -108,11 +118,12 @@ impl SignOperation for SignJws {
             .decode(self.payload_b64.trim_end_matches('='))
             .map_err(ServiceError::PayloadNotBase64url)?;
         self.header = set.profile.header(&self.header)?;
+        self.x5c = set.header_x5c;
         Ok(set.profile)
     }
 
     fn signing_input(&mut self, key: &SigningKey, _now: i64) -> Result<Vec<u8>, ServiceError> {
-        let header = jws::protected_header(key, std::mem::take(&mut self.header));
+        let header = jws::protected_header(key, std::mem::take(&mut self.header), self.x5c);
         Ok(jws::signing_input(header, &self.payload).into_bytes())
     }
 

@@ -83,6 +83,9 @@ impl Service {
         let slot = self.backend_of(set);
         let spec = key_spec(set.alg, set.rsa_bits);
         let now = self.now();
+        // The first key of a key set is exempt: there is no key to wait with.
+        let certificate_required =
+            set.require_certificate && !self.view().records(&set.name).is_empty();
         let pending_id = format!(
             "signet-pending-{now}-{}-{}",
             std::process::id(),
@@ -113,6 +116,9 @@ impl Service {
             revoke_reason: None,
             destroyed_at: None,
             provenance: Some(provenance),
+            certificate_required,
+            certified_at: None,
+            certificate: None,
         };
         let event = NewEvent::new(now, actor, "key_generated")
             .key(&set.name, &record.kid)
@@ -123,6 +129,7 @@ impl Service {
                 "hsm_id": hex::encode(&record.hsm_id),
                 "activate_at": activate_at,
                 "provenance": provenance,
+                "certificate_required": certificate_required,
             }));
         if let Err(e) = self
             .store

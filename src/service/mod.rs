@@ -7,6 +7,7 @@
 mod admin;
 mod backends;
 mod compact_sign;
+mod certs;
 mod error;
 mod health;
 pub mod hsm_signer;
@@ -28,6 +29,7 @@ use crate::config::{Config, KeySetConfig};
 use crate::keys::{KeyRecord, Store};
 use crate::support::{Chain, read, write};
 
+pub(crate) use crate::signing::x509::CsrRequest;
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
 pub use compact_sign::{CompactSigned, SignCompact};
 pub use error::{Invalid, Refusal, ServiceError};

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::backends::BackendState;
+use super::certs::CertificateInfo;
 use super::{Service, ServiceError};
 use crate::config::format_duration;
 use crate::keys::{KeyRecord, KeyState, Provenance, lifecycle};
+use crate::signing::x509::x5t_s256;
 use crate::signing::{Profile, PublicKey};
 
 /// Unix seconds, shown as RFC 3339 (`2026-11-29T12:00:00Z`).
@@ -74,6 +76,12 @@ pub(crate) struct KeyEntry {
     pub(crate) retired_until: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) expired_since: Option<Rfc3339>,
+    /// Created under `require_certificate`: does not take over before a chain is attached.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) certificate_required: bool,
+    /// The attached chain's leaf: expiry and `x5t#S256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certificate: Option<CertificateInfo>,
 }
 
 impl KeyEntry {
@@ -103,6 +111,13 @@ impl KeyEntry {
                 KeyState::Expired { since } => Some(Rfc3339(since)),
                 _ => None,
             },
+            certificate_required: k.certificate_required,
+            certificate: k.certificate.as_ref().map(|c| CertificateInfo {
+                not_after: Rfc3339(c.not_after),
+                chain_length: c.x5c.len(),
+                x5t_s256: c.x5c.first().and_then(|l| x5t_s256(l)),
+                certified_at: k.certified_at.map(Rfc3339),
+            }),
         }
     }
 }
@@ -136,6 +151,10 @@ pub(crate) struct KeySetGauge {
     /// Seconds until the next key activates (0 without one).
     pub(crate) next_rotation_s: i64,
     pub(crate) published_keys: usize,
+    /// The next key waits for a certificate (`require_certificate`).
+    pub(crate) next_awaits_certificate: bool,
+    /// `(kid, seconds to the leaf's notAfter)` of each published key with a certificate.
+    pub(crate) certificates: Vec<(String, i64)>,
 }
 
 impl Service {
@@ -228,11 +247,19 @@ impl Service {
             .map(|set| {
                 let records = view.records(&set.name);
                 let retain = set.policy.retain.as_secs() as i64;
+                let published = lifecycle::published(records, retain, now);
+                let next = lifecycle::next(records, now);
                 KeySetGauge {
                     key_set: set.name.clone(),
-                    next_rotation_s: lifecycle::next(records, now)
-                        .map_or(0, |k| k.activate_at - now),
-                    published_keys: lifecycle::published(records, retain, now).len(),
+                    next_rotation_s: next.map_or(0, |k| (k.activate_at - now).max(0)),
+                    published_keys: published.len(),
+                    next_awaits_certificate: next.is_some_and(|k| k.awaits_certificate()),
+                    certificates: published
+                        .iter()
+                        .filter_map(|k| {
+                            Some((k.kid.clone(), k.certificate.as_ref()?.not_after - now))
+                        })
+                        .collect(),
                 }
             })
             .collect();

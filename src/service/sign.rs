@@ -26,8 +26,9 @@
 //!   which `SetKeys` would hand out);
 //!   a `batch_input` is one [`Service::sign`] per item, so each item gets its own audit event and
 //!   metric; `finish` shapes raw or DER output.
-//! - `header_x5c = true`: the JWS operations build their header with `jws::protected_header`, the
-//!   one place where a key's certificate chain would join `alg` and `kid`.
+//! - `header_x5c = true`: the JWS operations note the key set's flag in `admit` and build their
+//!   header with `jws::protected_header`, the one place where the key's certificate chain (`x5c`)
+//!   joins `alg` and `kid`.
 //!
 //! Knows nothing of axum.
 

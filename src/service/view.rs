@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::hsm_signer::HsmSigner;
 use super::{BackendSlot, ServiceError};
 use crate::config::Config;
 use crate::keys::{KeyRecord, lifecycle};
+use crate::signing::x509::x5t_s256;
 use crate::signing::{Algorithm, KeyError, PublicKey, SigningKey};
 use crate::support::lock;
 
@@ -91,7 +92,25 @@ fn signing_key(r: &KeyRecord, slot: &Arc<BackendSlot>) -> Result<SigningKey, Key
     // The signer finds the slot's current context at each call, so a recovered backend needs no
     // rebuilt view.
     let signer = Arc::new(HsmSigner::new(slot.clone(), r.hsm_id.clone(), alg));
-    SigningKey::new(r.kid.clone(), alg, public, signer)
+    let key = SigningKey::new(r.kid.clone(), alg, public, signer)?;
+    Ok(match &r.certificate {
+        Some(c) => key.with_x5c(c.x5c.clone()),
+        None => key,
+    })
+}
+
+/// The JWK served for `k`: its public members, `kid`, `alg`, `use`, and with a certificate
+/// attached, `x5c` (leaf first) and `x5t#S256` (of the leaf).
+pub(super) fn served_jwk(k: &KeyRecord) -> Option<Map<String, Value>> {
+    let public = PublicKey::from_jwk(&k.public_jwk).ok()?;
+    let mut jwk = public.to_jwk(&k.kid, &k.alg);
+    if let Some(c) = &k.certificate {
+        jwk.insert("x5c".into(), Value::from(c.x5c.clone()));
+        if let Some(t) = c.x5c.first().and_then(|leaf| x5t_s256(leaf)) {
+            jwk.insert("x5t#S256".into(), Value::String(t));
+        }
+    }
+    Some(jwk)
 }
 
 /// A served JWKS document.
@@ -128,7 +147,10 @@ impl JwksCache {
         }
         let identity: Vec<String> = published
             .iter()
-            .map(|k| format!("{}/{}", k.kid, k.alg))
+            .map(|k| {
+                let chain = k.certificate.as_ref().map(|c| c.x5c.join(","));
+                format!("{}/{}/{}", k.kid, k.alg, chain.unwrap_or_default())
+            })
             .collect();
         let scope = set.map(str::to_string);
         if let Some(doc) = lock(&self.docs).get(&scope)
@@ -139,10 +161,7 @@ impl JwksCache {
         // Rebuilt from the public key itself, so that nothing but public members can ever be served.
         let keys: Vec<Value> = published
             .iter()
-            .filter_map(|k| {
-                let public = PublicKey::from_jwk(&k.public_jwk).ok()?;
-                Some(Value::Object(public.to_jwk(&k.kid, &k.alg)))
-            })
+            .filter_map(|k| served_jwk(k).map(Value::Object))
             .collect();
         let body = serde_json::json!({ "keys": keys }).to_string();
         let etag = format!("\"{}\"", B64URL.encode(Sha256::digest(body.as_bytes())));

@@ -14,19 +14,24 @@ use serde_json::{Map, Value};
 
 use super::{Algorithm, KeyError, PublicKey, SigningKey};
 
-/// The protected header of a JWS signed by `key`: `alg` and `kid` from the key, then `members`
-/// (which a profile has checked; an `alg` or `kid` among them is ignored).
+/// The protected header of a JWS signed by `key`: `alg` and `kid` from the key, its certificate
+/// chain as `x5c` when `with_x5c` (a key set's `header_x5c`) and the key has one, then `members`
+/// (which a profile has checked; an `alg`, `kid` or `x5c` among them is ignored).
 pub(crate) fn protected_header(
     key: &SigningKey,
     members: Map<String, Value>,
+    with_x5c: bool,
 ) -> Map<String, Value> {
     let mut header = Map::new();
     header.insert("alg".into(), Value::String(key.alg().jose_name().into()));
     header.insert("kid".into(), Value::String(key.kid().into()));
+    if let Some(chain) = key.x5c().filter(|_| with_x5c) {
+        header.insert("x5c".into(), Value::from(chain.to_vec()));
+    }
     header.extend(
         members
             .into_iter()
-            .filter(|(name, _)| name != "alg" && name != "kid"),
+            .filter(|(name, _)| name != "alg" && name != "kid" && name != "x5c"),
     );
     header
 }
@@ -140,7 +145,7 @@ mod tests {
         ] {
             let key = SoftwareSigner::generate(alg).unwrap();
             let members = json!({"typ": "at+jwt", "alg": "none", "kid": "other"});
-            let header = protected_header(&key, members.as_object().unwrap().clone());
+            let header = protected_header(&key, members.as_object().unwrap().clone(), false);
             let claims = json!({"sub": "alice"});
             let jwt = sign(&key, header, claims.to_string().as_bytes()).unwrap();
             let (h, _) = jwt.split_once('.').unwrap();
@@ -155,6 +160,17 @@ mod tests {
                 .verify(input.as_bytes(), &B64URL.decode(sig).unwrap())
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn x5c_joins_the_header_only_when_asked_and_attached() {
+        let key = SoftwareSigner::generate(Algorithm::Es256).unwrap();
+        assert!(!protected_header(&key, Map::new(), true).contains_key("x5c"));
+        let key = key.with_x5c(vec!["MIIB".into(), "MIIC".into()]);
+        assert!(!protected_header(&key, Map::new(), false).contains_key("x5c"));
+        let caller = json!({"x5c": ["forged"]}).as_object().unwrap().clone();
+        let header = protected_header(&key, caller, true);
+        assert_eq!(header["x5c"], json!(["MIIB", "MIIC"]));
     }
 
     #[test]

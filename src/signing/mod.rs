@@ -10,6 +10,7 @@ pub(crate) mod jwk;
 pub(crate) mod jws;
 mod profile;
 pub mod software;
+pub mod x509;
 
 use std::fmt;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct SigningKey {
     public: PublicKey,
     signer: Arc<dyn Sign>,
     verifier: Arc<dyn josekit::jws::JwsVerifier>,
+    /// The key's certificate chain (`x5c`: standard base64 DER, leaf first), once attached.
+    x5c: Option<Arc<[String]>>,
 }
 
 impl fmt::Debug for SigningKey {
@@ -102,7 +105,19 @@ impl SigningKey {
             public,
             signer,
             verifier,
+            x5c: None,
         })
+    }
+
+    /// This key with its certificate chain (`x5c`, leaf first).
+    pub fn with_x5c(mut self, x5c: Vec<String>) -> Self {
+        self.x5c = (!x5c.is_empty()).then(|| Arc::from(x5c));
+        self
+    }
+
+    /// The key's certificate chain, if one is attached.
+    pub fn x5c(&self) -> Option<&[String]> {
+        self.x5c.as_deref()
     }
 
     pub fn kid(&self) -> &str {

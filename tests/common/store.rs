@@ -63,6 +63,9 @@ pub fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRe
             always_sensitive: true,
             never_extractable: true,
         }),
+        certificate_required: false,
+        certified_at: None,
+        certificate: None,
     }
 }
 
