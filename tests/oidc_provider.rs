@@ -192,7 +192,7 @@ fn check_flow(flow: &Value, jwks: &Value, audited: &BTreeSet<(String, String)>) 
         let (header, payload) = verify_jwt(jwt, jwks);
         assert_eq!(header["kid"], flow["kids"][name]["kid"]);
         assert!(payload["iss"].is_string());
-        let input = jwt.rsplitn(2, '.').nth(1).unwrap();
+        let input = jwt.rsplit_once('.').unwrap().0;
         let digest = sha256_hex(input);
         let kid = header["kid"].as_str().unwrap().to_string();
         assert!(

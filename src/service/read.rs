@@ -36,6 +36,8 @@ impl Serialize for Rfc3339 {
 pub(crate) struct KeySetStatus {
     pub(crate) name: String,
     pub(crate) profile: &'static str,
+    /// Every profile of the key set (`profile` is the first).
+    pub(crate) profiles: Vec<&'static str>,
     /// The RFC 9421 name for `http_message` key sets, the JOSE name otherwise.
     pub(crate) alg: &'static str,
     pub(crate) hsm: String,
@@ -176,6 +178,7 @@ impl Service {
                 KeySetStatus {
                     name: s.name.clone(),
                     profile: s.profile.name(),
+                    profiles: s.profiles.iter().map(|p| p.name()).collect(),
                     alg,
                     hsm: self.backend_of(s).config.name.clone(),
                     issuer: s.issuer.clone(),

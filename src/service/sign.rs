@@ -16,12 +16,12 @@
 //! 7. [`SignOperation::finish`]: the operation shapes its result;
 //! 8. `signet_signatures_total{key_set, alg, outcome}` for every attempt past step 1.
 //!
+//! `sign/compact` (a caller-built JWS, `service::compact_sign`): `admit` parses the signing input
+//! (`signing::compact`) and, for a key set with several profiles, picks one from `typ` and the
+//! claims; `choose_key` is [`SetKeys::named`] (the header's `kid`, if the lifecycle rule lets it
+//! sign); `signing_input` returns the caller's bytes unchanged.
+//!
 //! Extension points for the routes to come (see DESIGN.md):
-//! - `sign/compact` (a caller-built JWS): `admit` parses the signing input (`signing::compact`)
-//!   and, for a key set with several profiles, picks one from `typ` and the claims; `choose_key`
-//!   takes the header's `kid` and asks [`SetKeys::signer`] for it once the lifecycle rule allows it
-//!   (the active key, or the key a rotation superseded less than `activation_grace` ago; else 409
-//!   `kid_not_active`); `signing_input` returns the caller's bytes unchanged.
 //! - Vault Transit sign: `choose_key` picks by version (the key set's records in creation order,
 //!   which `SetKeys` would hand out);
 //!   a `batch_input` is one [`Service::sign`] per item, so each item gets its own audit event and

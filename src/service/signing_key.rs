@@ -69,7 +69,7 @@ impl Service {
                 )
             })
             .collect();
-        retired.sort_by(|a, b| b.activate_at.cmp(&a.activate_at));
+        retired.sort_by_key(|k| std::cmp::Reverse(k.activate_at));
         Ok(SigningKeys {
             active: SigningKeyEntry::new(active),
             next: lifecycle::next(records, now).map(SigningKeyEntry::new),
