@@ -60,6 +60,7 @@ pub struct RawHsm {
     pub sessions: Option<usize>,
     pub op_timeout: Option<String>,
     pub max_queue: Option<usize>,
+    pub contexts: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +69,7 @@ pub struct RawKeySet {
     pub name: String,
     pub profile: String,
     pub alg: String,
-    pub hsm: String,
+    pub hsm: RawHsmNames,
     pub issuer: Option<String>,
     pub fapi: Option<bool>,
     pub rotation_period: String,
@@ -79,6 +80,23 @@ pub struct RawKeySet {
     pub destroy_after: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
+}
+
+/// `hsm = "a"` or `hsm = ["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHsmNames {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl RawHsmNames {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Self::One(n) => vec![n.as_str()],
+            Self::Several(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

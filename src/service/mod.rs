@@ -6,6 +6,7 @@
 
 mod admin;
 mod backends;
+mod context;
 mod error;
 pub mod hsm_signer;
 mod http_sign;
@@ -14,10 +15,12 @@ mod jws_sign;
 mod keygen;
 pub(crate) mod lease;
 mod read;
+mod route;
 pub(crate) mod reconcile;
 mod sign;
 mod view;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, KeySetConfig};
@@ -63,6 +66,8 @@ pub struct Service {
     /// The scheduler lease among replicas sharing the store.
     pub(crate) elector: lease::Elector,
     reconciled: RwLock<Option<reconcile::Reconciliation>>,
+    /// Round-robin turn over the backends of key sets with several (`route`).
+    spread: AtomicUsize,
 }
 
 impl Service {
@@ -89,6 +94,7 @@ impl Service {
             ops: tokio::sync::Mutex::new(()),
             elector,
             reconciled: RwLock::new(None),
+            spread: AtomicUsize::new(0),
         });
         service.tick().await;
         Ok(service)
@@ -157,8 +163,17 @@ impl Service {
             .ok_or_else(|| ServiceError::KeySetNotFound(name.to_string()))
     }
 
+    /// The backend key set `set`'s keys are generated, imported and destroyed on: its first.
     pub(crate) fn backend_of(&self, set: &KeySetConfig) -> &Arc<BackendSlot> {
-        &self.backends[set.hsm]
+        &self.backends[set.hsms[0]]
+    }
+
+    /// Every backend of key set `set`.
+    pub(crate) fn backends_of<'a>(
+        &'a self,
+        set: &'a KeySetConfig,
+    ) -> impl Iterator<Item = &'a Arc<BackendSlot>> + 'a {
+        set.hsms.iter().map(|&i| &self.backends[i])
     }
 
     /// Records of one key set, oldest first.

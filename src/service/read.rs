@@ -127,6 +127,10 @@ pub(crate) struct KeySetReadiness {
     pub(crate) active_kid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<&'static str>,
+    /// Backends of the key set on which the last reconciliation did not find the active key by
+    /// its `CKA_ID` (signing moves to the others).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) missing_on: Vec<String>,
 }
 
 /// The scheduler lease in `/readyz` (informative, not a readiness condition).
@@ -138,8 +142,9 @@ pub(crate) struct SchedulerStatus {
     pub(crate) error: Option<String>,
 }
 
-/// `/readyz`: ready when the store answers, every backend is up and every key set has an active
-/// key.
+/// `/readyz`: `ready` when the store answers, every backend is up and every key set has an active
+/// key; `degraded` (still ready) when some backend is down but every key set still has one up;
+/// `not_ready` otherwise.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Readiness {
     /// `ready` or `not_ready`.
@@ -154,7 +159,7 @@ pub(crate) struct Readiness {
 
 impl Readiness {
     pub(crate) fn is_ready(&self) -> bool {
-        self.status == "ready"
+        self.status != "not_ready"
     }
 }
 
@@ -169,6 +174,7 @@ pub(crate) struct Gauges {
 pub(crate) struct BackendGauge {
     pub(crate) hsm: String,
     pub(crate) up: bool,
+    pub(crate) contexts_up: usize,
     pub(crate) sessions_in_use: usize,
     pub(crate) sessions_idle: usize,
     pub(crate) queue_depth: usize,
@@ -270,24 +276,18 @@ impl Service {
             };
             backends.insert(slot.config.name.clone(), state);
         }
-        let now = self.now();
-        let view = self.view();
-        let key_sets: BTreeMap<String, KeySetReadiness> = self
-            .config
-            .key_sets
-            .iter()
-            .map(|s| {
-                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
-                let reason = active_kid.is_none().then_some("no usable active key");
-                (s.name.clone(), KeySetReadiness { active_kid, reason })
-            })
-            .collect();
-        let ready = store == ComponentState::Up
-            && backends.values().all(|b| *b == ComponentState::Up)
-            && key_sets.values().all(|k| k.active_kid.is_some());
+        let key_sets = self.key_set_readiness(&backends);
+        let can_sign = key_sets.values().all(|k| k.reason.is_none());
+        let status = if store != ComponentState::Up || !can_sign {
+            "not_ready"
+        } else if backends.values().any(|b| *b != ComponentState::Up) {
+            "degraded"
+        } else {
+            "ready"
+        };
         let lease = self.elector.state();
         Readiness {
-            status: if ready { "ready" } else { "not_ready" },
+            status,
             store,
             backends,
             key_sets,
@@ -301,6 +301,44 @@ impl Service {
         }
     }
 
+    /// Whether each key set can sign: an active key, and one of its backends up.
+    fn key_set_readiness(
+        &self,
+        backends: &BTreeMap<String, ComponentState>,
+    ) -> BTreeMap<String, KeySetReadiness> {
+        let now = self.now();
+        let view = self.view();
+        let missing = self.reconciliation().map(|r| r.missing).unwrap_or_default();
+        self.config
+            .key_sets
+            .iter()
+            .map(|s| {
+                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
+                let any_up = self
+                    .backends_of(s)
+                    .any(|b| backends.get(b.name()) == Some(&ComponentState::Up));
+                let reason = if active_kid.is_none() {
+                    Some("no usable active key")
+                } else if !any_up {
+                    Some("every backend of the key set is down")
+                } else {
+                    None
+                };
+                let missing_on = missing
+                    .iter()
+                    .filter(|m| m.key_set == s.name && Some(&m.kid) == active_kid.as_ref())
+                    .map(|m| m.hsm.clone())
+                    .collect();
+                let readiness = KeySetReadiness {
+                    active_kid,
+                    reason,
+                    missing_on,
+                };
+                (s.name.clone(), readiness)
+            })
+            .collect()
+    }
+
     /// The gauges of `/metrics`, from the live state.
     pub(crate) fn gauges(&self) -> Gauges {
         let backends = self
@@ -311,8 +349,9 @@ impl Service {
                 BackendGauge {
                     hsm: slot.name().to_string(),
                     up: matches!(slot.state(), BackendState::Up(_)),
+                    contexts_up: slot.contexts_up(),
                     sessions_in_use: running,
-                    sessions_idle: slot.config.sessions.saturating_sub(running),
+                    sessions_idle: slot.capacity().saturating_sub(running),
                     queue_depth: waiting,
                 }
             })

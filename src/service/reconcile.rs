@@ -8,8 +8,9 @@
 //! - An unreferenced `signet/<set>/pending` object older than [`PENDING_MAX_AGE`] is a generation
 //!   that died before its key got a kid (no signature can exist under it): destroyed, and
 //!   recorded as `pending_destroyed`. Younger ones may be another replica's generation in flight.
-//! - A store row whose private object is not in its token (and is not marked destroyed) is
-//!   **missing**: logged and shown in `/readyz`.
+//! - A store row whose private object is not found by its `CKA_ID` on one of its key set's
+//!   backends (and is not marked destroyed) is **missing** there: logged and shown in `/readyz`
+//!   (per backend; signing moves to the backends that have it).
 //!
 //! Every replica reconciles at start-up, for its `/readyz`; only the replica that holds the
 //! scheduler lease writes audit events and destroys stale pending objects (it reconciles again
@@ -131,7 +132,7 @@ impl Service {
         let name = &slot.config.name;
         let referenced: HashSet<&[u8]> = records
             .iter()
-            .filter(|r| &r.hsm == name)
+            .filter(|r| self.held_by(r, name))
             .map(|r| r.hsm_id.as_slice())
             .collect();
         for (id, label) in objects {
@@ -158,7 +159,7 @@ impl Service {
             self.destroy_pending(slot, id.clone(), orphan, out).await;
         }
         let present: HashSet<&[u8]> = objects.iter().map(|(id, _)| id.as_slice()).collect();
-        for r in records.iter().filter(|r| &r.hsm == name) {
+        for r in records.iter().filter(|r| self.held_by(r, name)) {
             if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
                 tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
                     "the private key of a stored key is missing from its token");
@@ -169,6 +170,15 @@ impl Service {
                 });
             }
         }
+    }
+
+    /// Whether backend `hsm` should hold the key pair of `r`: the backend it was generated on, or
+    /// any backend of its key set (found there by the same `CKA_ID`).
+    fn held_by(&self, r: &KeyRecord, hsm: &str) -> bool {
+        r.hsm == hsm
+            || self.config.key_set(&r.key_set).is_some_and(|set| {
+                set.hsms.iter().any(|&i| self.config.hsms[i].name == hsm)
+            })
     }
 
     /// Destroys a stale pending object (leader only) and records it.
