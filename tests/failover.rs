@@ -49,7 +49,12 @@ op_timeout = "{ms}ms"
 }
 
 async fn metrics(signet: &Signet) -> String {
-    let r = signet.http.get(signet.url("/metrics")).send().await.unwrap();
+    let r = signet
+        .http
+        .get(signet.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     r.text().await.unwrap()
 }
 
@@ -121,7 +126,10 @@ async fn losing_one_of_two_backends_costs_no_request() {
         &[("P11_KIT_SERVER_ADDRESS", &hsm.address())],
     )
     .await;
-    wait_ready(&signet, "start-up", |s, b| s == 200 && b["status"] == "ready").await;
+    wait_ready(&signet, "start-up", |s, b| {
+        s == 200 && b["status"] == "ready"
+    })
+    .await;
     let jwks = signet.get_json("/.well-known/jwks.json").await;
 
     // Four clients signing in a loop until told to stop.

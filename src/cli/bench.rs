@@ -106,8 +106,13 @@ fn measure(
     let public = hsm_signer::public_key(first.public_key(id).map_err(|e| e.to_string())?);
     let mut keys = Vec::new();
     for backend in contexts {
-        let signer = Arc::new(hsm_signer::HsmSigner::new(backend.clone(), id.to_vec(), alg));
-        let key = SigningKey::new("bench", alg, public.clone(), signer).map_err(|e| e.to_string())?;
+        let signer = Arc::new(hsm_signer::HsmSigner::new(
+            backend.clone(),
+            id.to_vec(),
+            alg,
+        ));
+        let key =
+            SigningKey::new("bench", alg, public.clone(), signer).map_err(|e| e.to_string())?;
         keys.push(self_check.then_some(key));
     }
     // About the size of a JWS signing input (protected header + claims, base64url).

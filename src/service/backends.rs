@@ -80,7 +80,6 @@ pub struct BackendDown {
     pub(crate) reason: DownReason,
 }
 
-
 /// One `[[hsm]]`: its configuration and its module contexts.
 #[derive(Debug)]
 pub struct BackendSlot {
@@ -156,13 +155,18 @@ impl BackendSlot {
         }
         match fallback {
             Some(c) => Ok(c.clone()),
-            None => self.contexts[start % n].up().map(|_| self.contexts[start % n].clone()),
+            None => self.contexts[start % n]
+                .up()
+                .map(|_| self.contexts[start % n].clone()),
         }
     }
 
     /// Operations waiting for a permit, and operations running, over every context (for metrics).
     pub(crate) fn load(&self) -> (usize, usize) {
-        self.contexts.iter().map(|c| c.load()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        self.contexts
+            .iter()
+            .map(|c| c.load())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// Sessions of every context together.

@@ -15,8 +15,8 @@ mod jws_sign;
 mod keygen;
 pub(crate) mod lease;
 mod read;
-mod route;
 pub(crate) mod reconcile;
+mod route;
 mod sign;
 mod view;
 

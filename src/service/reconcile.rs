@@ -176,9 +176,10 @@ impl Service {
     /// any backend of its key set (found there by the same `CKA_ID`).
     fn held_by(&self, r: &KeyRecord, hsm: &str) -> bool {
         r.hsm == hsm
-            || self.config.key_set(&r.key_set).is_some_and(|set| {
-                set.hsms.iter().any(|&i| self.config.hsms[i].name == hsm)
-            })
+            || self
+                .config
+                .key_set(&r.key_set)
+                .is_some_and(|set| set.hsms.iter().any(|&i| self.config.hsms[i].name == hsm))
     }
 
     /// Destroys a stale pending object (leader only) and records it.

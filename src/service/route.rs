@@ -63,7 +63,11 @@ fn moves_on(e: &SignError) -> bool {
 }
 
 /// One attempt on `context`, counted in `signet_hsm_signatures_total{hsm, outcome}`.
-async fn attempt(context: Arc<Context>, job: Arc<Job>, until: Instant) -> Result<Vec<u8>, SignError> {
+async fn attempt(
+    context: Arc<Context>,
+    job: Arc<Job>,
+    until: Instant,
+) -> Result<Vec<u8>, SignError> {
     let on = context.clone();
     let result = context
         .run_until(until, move || {

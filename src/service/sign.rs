@@ -132,12 +132,12 @@ impl Service {
                 set: cfg,
                 now,
             })?;
-            let id = view
-                .hsm_id(&cfg.name, key.kid())
-                .ok_or_else(|| ServiceError::KeyNotFound {
-                    set: cfg.name.clone(),
-                    kid: key.kid().to_string(),
-                })?;
+            let id =
+                view.hsm_id(&cfg.name, key.kid())
+                    .ok_or_else(|| ServiceError::KeyNotFound {
+                        set: cfg.name.clone(),
+                        kid: key.kid().to_string(),
+                    })?;
             (key, id)
         };
         let input = op.signing_input(&key, now)?;
