@@ -38,14 +38,19 @@ pub(crate) fn run(
     };
     let slot = Arc::new(BackendSlot::new(h.clone(), pin));
     slot.open_if_down();
-    let backend = match slot.state() {
-        BackendState::Up(b) => b,
-        BackendState::Down(reason) => {
+    let contexts = slot.live();
+    let backend = match (slot.state(), contexts.first()) {
+        (BackendState::Up(_), Some(b)) => b.clone(),
+        (BackendState::Down(reason), _) => {
             eprintln!("error: hsm `{}`: {reason}", h.name);
             return ExitCode::FAILURE;
         }
+        (BackendState::Up(_), None) => {
+            eprintln!("error: hsm `{}`: no context is up", h.name);
+            return ExitCode::FAILURE;
+        }
     };
-    let threads = threads.unwrap_or(h.sessions).max(1);
+    let threads = threads.unwrap_or(h.sessions * contexts.len()).max(1);
     let id = format!("signet-bench-{}", std::process::id()).into_bytes();
     let spec = hsm_signer::key_spec(alg, 2048);
     if let Err(e) = backend.generate(spec, &id, "signet-bench/pending") {
@@ -53,7 +58,7 @@ pub(crate) fn run(
         return ExitCode::FAILURE;
     }
     let result = measure(
-        &backend,
+        &contexts,
         &id,
         alg,
         threads,
@@ -69,8 +74,9 @@ pub(crate) fn run(
     match result {
         Ok((signs, took)) => {
             println!(
-                "{{\"alg\": \"{alg}\", \"threads\": {threads}, \"sessions\": {}, \"self_check\": {self_check}, \
-                 \"signs\": {signs}, \"seconds\": {:.3}, \"per_second\": {:.1}}}",
+                "{{\"alg\": \"{alg}\", \"threads\": {threads}, \"contexts\": {}, \"sessions\": {}, \
+                 \"self_check\": {self_check}, \"signs\": {signs}, \"seconds\": {:.3}, \"per_second\": {:.1}}}",
+                contexts.len(),
                 h.sessions,
                 took.as_secs_f64(),
                 signs as f64 / took.as_secs_f64()
@@ -84,8 +90,9 @@ pub(crate) fn run(
     }
 }
 
+/// `threads` workers signing in a loop for `duration`, worker `w` on context `w % contexts`.
 fn measure(
-    backend: &Arc<Backend>,
+    contexts: &[Arc<Backend>],
     id: &[u8],
     alg: Algorithm,
     threads: usize,
@@ -95,32 +102,34 @@ fn measure(
     let scheme = hsm_signer::scheme(alg);
     // With `self_check`, each signature also goes through the service's fault-attack check
     // (verification with the public key), exactly as `SigningKey::sign` does for every request.
-    let key = if self_check {
-        let public = hsm_signer::public_key(backend.public_key(id).map_err(|e| e.to_string())?);
+    let first = contexts.first().ok_or("no context is up")?;
+    let public = hsm_signer::public_key(first.public_key(id).map_err(|e| e.to_string())?);
+    let mut keys = Vec::new();
+    for backend in contexts {
         let signer = Arc::new(hsm_signer::HsmSigner::new(
             backend.clone(),
             id.to_vec(),
             alg,
         ));
-        Some(SigningKey::new("bench", alg, public, signer).map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
+        let key =
+            SigningKey::new("bench", alg, public.clone(), signer).map_err(|e| e.to_string())?;
+        keys.push(self_check.then_some(key));
+    }
     // About the size of a JWS signing input (protected header + claims, base64url).
     let input = vec![b'e'; 320];
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|w| {
             let (b, id, input, stop, count) = (
-                backend.clone(),
+                contexts[w % contexts.len()].clone(),
                 id.to_vec(),
                 input.clone(),
                 stop.clone(),
                 count.clone(),
             );
-            let key = key.clone();
+            let key = keys[w % keys.len()].clone();
             std::thread::spawn(move || -> Result<(), String> {
                 while !stop.load(Ordering::Relaxed) {
                     match &key {

@@ -74,7 +74,7 @@ enum HsmCommand {
         /// The [[hsm]] to measure (default: the first).
         #[arg(long)]
         hsm: Option<String>,
-        /// Signing threads (default: the backend's `sessions`).
+        /// Signing threads (default: the backend's `sessions` x `contexts`, spread over the contexts).
         #[arg(long)]
         threads: Option<usize>,
         #[arg(long, default_value_t = 5)]
@@ -180,7 +180,7 @@ fn hsm_info(config: &Config) -> ExitCode {
         for set in config
             .key_sets
             .iter()
-            .filter(|s| config.hsms[s.hsm].name == h.name)
+            .filter(|s| s.hsms.iter().any(|&i| config.hsms[i].name == h.name))
         {
             let spec = hsm_signer::key_spec(set.alg, set.rsa_bits);
             match backend.check_support(spec, hsm_signer::scheme(set.alg)) {

@@ -105,6 +105,8 @@ pub struct HsmConfig {
     pub op_timeout: Duration,
     /// Operations that may wait for a session; more get 503 at once.
     pub max_queue: usize,
+    /// Independent module contexts (each its own connection, login and `sessions` sessions).
+    pub contexts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +130,9 @@ pub struct KeySetConfig {
     /// Every profile of the key set (one, or several JWT profiles).
     pub profiles: Vec<Profile>,
     pub alg: Algorithm,
-    /// Index into [`Config::hsms`].
-    pub hsm: usize,
+    /// Indexes into [`Config::hsms`], at least one, no repeats: the backends holding the key
+    /// material. Keys are generated on the first; signing is spread over those that are up.
+    pub hsms: Vec<usize>,
     pub issuer: String,
     pub fapi: bool,
     pub rsa_bits: u32,

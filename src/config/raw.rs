@@ -62,6 +62,7 @@ pub struct RawHsm {
     pub sessions: Option<usize>,
     pub op_timeout: Option<String>,
     pub max_queue: Option<usize>,
+    pub contexts: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,7 +72,7 @@ pub struct RawKeySet {
     pub profile: Option<String>,
     pub profiles: Option<Vec<String>>,
     pub alg: String,
-    pub hsm: String,
+    pub hsm: RawHsmNames,
     pub issuer: Option<String>,
     pub fapi: Option<bool>,
     pub rotation_period: String,
@@ -86,6 +87,23 @@ pub struct RawKeySet {
     pub allow_exposed_import: Option<bool>,
     pub header_x5c: Option<bool>,
     pub require_certificate: Option<bool>,
+}
+
+/// `hsm = "a"` or `hsm = ["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHsmNames {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl RawHsmNames {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Self::One(n) => vec![n.as_str()],
+            Self::Several(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -157,6 +157,26 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "backup",
         ),
         (
+            base.replace("hsm = \"primary\"", "hsm = [\"primary\", \"backup\"]"),
+            "key_set[0].hsm",
+            "backup",
+        ),
+        (
+            base.replace("hsm = \"primary\"", "hsm = [\"primary\", \"primary\"]"),
+            "key_set[0].hsm",
+            "twice",
+        ),
+        (
+            base.replace("hsm = \"primary\"", "hsm = []"),
+            "key_set[0].hsm",
+            "at least one",
+        ),
+        (
+            base.replace("pin_env = \"PIN\"", "pin_env = \"PIN\"\ncontexts = 0"),
+            "hsm[0].contexts",
+            "between 1 and 64",
+        ),
+        (
             base.replace("pin_env = \"PIN\"", ""),
             "hsm[0].pin_env",
             "required",
@@ -218,6 +238,22 @@ fn policy_allows_short_demo_durations() {
         c.key_sets[0].policy.rotation_period,
         Duration::from_secs(10)
     );
+}
+
+#[test]
+fn a_key_set_names_several_backends_and_a_backend_several_contexts() {
+    let text = minimal("")
+        .replace("hsm = \"primary\"", "hsm = [\"backup\", \"primary\"]")
+        .replace(
+            "pin_env = \"PIN\"",
+            "pin_env = \"PIN\"\ncontexts = 4\n[[hsm]]\nname = \"backup\"\nmodule = \"/b.so\"\n\
+             token_label = \"t\"\npin_env = \"PIN\"",
+        );
+    let c = Config::from_toml(&text, "two.toml", no_env()).unwrap();
+    assert_eq!(c.key_sets[0].hsms, vec![1, 0]);
+    assert_eq!((c.hsms[0].contexts, c.hsms[1].contexts), (4, 1));
+    let one = Config::from_toml(&minimal(""), "one.toml", no_env()).unwrap();
+    assert_eq!(one.key_sets[0].hsms, vec![0]);
 }
 
 #[test]

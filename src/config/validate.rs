@@ -286,6 +286,10 @@ fn hsm(i: usize, raw: &RawHsm) -> Result<HsmConfig> {
     if !(1..=256).contains(&sessions) {
         return Err((key("sessions"), "must be between 1 and 256".into()));
     }
+    let contexts = raw.contexts.unwrap_or(1);
+    if !(1..=64).contains(&contexts) {
+        return Err((key("contexts"), "must be between 1 and 64".into()));
+    }
     Ok(HsmConfig {
         name: raw.name.clone(),
         module: PathBuf::from(&raw.module),
@@ -300,7 +304,27 @@ fn hsm(i: usize, raw: &RawHsm) -> Result<HsmConfig> {
         max_queue: raw
             .max_queue
             .unwrap_or(DEFAULT_MAX_QUEUE_PER_SESSION * sessions),
+        contexts,
     })
+}
+
+/// The backends a key set names: at least one, each a configured `[[hsm]]`, none twice.
+fn backends(key: &str, names: &[&str], hsms: &[HsmConfig]) -> Result<Vec<usize>> {
+    if names.is_empty() {
+        return Err((key.into(), "must name at least one [[hsm]]".into()));
+    }
+    let mut out: Vec<usize> = Vec::with_capacity(names.len());
+    for name in names {
+        let i = hsms
+            .iter()
+            .position(|h| h.name == *name)
+            .ok_or_else(|| (key.to_string(), format!("no [[hsm]] named `{name}`")))?;
+        if out.contains(&i) {
+            return Err((key.into(), format!("names [[hsm]] `{name}` twice")));
+        }
+        out.push(i);
+    }
+    Ok(out)
 }
 
 fn name_ok(key: &str, name: &str) -> Result<()> {
@@ -365,10 +389,7 @@ fn key_set(
         }
         alg
     };
-    let hsm = hsms
-        .iter()
-        .position(|h| h.name == raw.hsm)
-        .ok_or_else(|| (key("hsm"), format!("no [[hsm]] named `{}`", raw.hsm)))?;
+    let hsm = backends(&key("hsm"), &raw.hsm.names(), hsms)?;
     let issuer = raw
         .issuer
         .clone()
@@ -457,7 +478,7 @@ fn key_set(
         profile,
         profiles,
         alg,
-        hsm,
+        hsms: hsm,
         issuer,
         fapi,
         rsa_bits,

@@ -14,7 +14,7 @@ mod token;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -125,6 +125,15 @@ impl HsmError {
     }
 }
 
+/// The lock that serialises opening contexts of the module at `path` in this process: SoftHSM
+/// crashes under concurrent `C_Initialize` of one module, and a module's contexts log in and look
+/// up handles best one at a time.
+fn module_lock(path: &std::path::Path) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let locks = LOCKS.get_or_init(Default::default);
+    lock(locks).entry(path.to_path_buf()).or_default().clone()
+}
+
 /// One logged-in token.
 pub struct Backend {
     config: BackendConfig,
@@ -149,7 +158,10 @@ impl fmt::Debug for Backend {
 
 impl Backend {
     /// Loads the module, finds the token, opens `sessions` sessions and logs in with `pin`.
+    /// Opens of one module path are serialised process-wide (see [`module_lock`]).
     pub fn open(config: BackendConfig, pin: SecretString) -> Result<Backend, HsmError> {
+        let module = module_lock(&config.module);
+        let _opening = lock(&module);
         let module_err = |source| HsmError::Module {
             path: config.module.display().to_string(),
             source,

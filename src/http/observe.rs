@@ -99,7 +99,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         // Counters that only move on incidents are shown from the start, at zero.
         metrics::counter!("signet_hsm_recoveries_total", "hsm" => hsm.clone()).increment(0);
         metrics::counter!("signet_hsm_failures_total", "hsm" => hsm.clone()).increment(0);
+        metrics::counter!("signet_hsm_signatures_total", "hsm" => hsm.clone(), "outcome" => "ok")
+            .increment(0);
         metrics::gauge!("signet_hsm_up", "hsm" => hsm.clone()).set(if b.up { 1.0 } else { 0.0 });
+        metrics::gauge!("signet_hsm_contexts_up", "hsm" => hsm.clone()).set(b.contexts_up as f64);
         metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "in_use")
             .set(b.sessions_in_use as f64);
         metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "idle")

@@ -38,9 +38,9 @@ impl Service {
         self.certifiable(set, kid)?;
         let spec = CsrSpec::parse(&req).map_err(|e| ServiceError::Invalid(Invalid::Csr(e)))?;
         let key = self.view().signer(set, kid)?;
-        let pem = self
-            .backend_of(cfg)
-            .run(move || {
+        let slot = self.backend_of(cfg);
+        let pem = (slot.pick()?)
+            .run_for(slot.config.op_timeout, move || {
                 spec.sign(&key).map_err(|e| match e {
                     CsrError::Sign(s) => s,
                     other => SignError::Internal(Box::new(other)),

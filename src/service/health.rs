@@ -58,6 +58,10 @@ pub(crate) struct KeySetReadiness {
     /// What does not stop signing but needs an operator (certificates).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
+    /// Backends of the key set on which the last reconciliation did not find the active key by
+    /// its `CKA_ID` (signing moves to the others).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) missing_on: Vec<String>,
 }
 
 /// The scheduler lease in `/readyz` (informative, not a readiness condition).
@@ -231,29 +235,7 @@ impl Service {
             .map(|s| (s.config.name.clone(), backend_state(s.as_ref())))
             .collect();
         let view = self.view();
-        let key_sets: BTreeMap<String, KeySetReadiness> = (self.config.key_sets.iter())
-            .map(|s| {
-                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
-                let backend_up =
-                    backends.get(&self.backend_of(s).config.name) == Some(&ComponentState::Up);
-                let reason = if active_kid.is_none() {
-                    Some("no usable active key")
-                } else if !backend_up {
-                    Some("its hsm is down")
-                } else if stale {
-                    Some("key view stale: the store has been unreachable longer than grace")
-                } else {
-                    None
-                };
-                let warnings = super::certs::warnings(s, view.records(&s.name), now);
-                let readiness = KeySetReadiness {
-                    active_kid,
-                    reason,
-                    warnings,
-                };
-                (s.name.clone(), readiness)
-            })
-            .collect();
+        let key_sets = self.key_set_readiness(&backends, &view, now, stale);
         let all_up =
             store == ComponentState::Up && backends.values().all(|b| *b == ComponentState::Up);
         let status = if key_sets.values().any(|k| k.reason.is_some()) {
@@ -285,3 +267,44 @@ impl Service {
 /// The store probe's deadline: the health interval, within these bounds.
 const STORE_PROBE_MIN: std::time::Duration = std::time::Duration::from_secs(1);
 const STORE_PROBE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Service {
+    /// Whether each key set can sign: an active key, one of its backends up, a fresh key view.
+    fn key_set_readiness(
+        &self,
+        backends: &BTreeMap<String, ComponentState>,
+        view: &super::view::KeyView,
+        now: i64,
+        stale: bool,
+    ) -> BTreeMap<String, KeySetReadiness> {
+        let missing = self.reconciliation().map(|r| r.missing).unwrap_or_default();
+        (self.config.key_sets.iter())
+            .map(|s| {
+                let active_kid = view.active(&s.name, now).map(|k| k.kid.clone());
+                let any_up = self
+                    .backends_of(s)
+                    .any(|b| backends.get(b.name()) == Some(&ComponentState::Up));
+                let reason = if active_kid.is_none() {
+                    Some("no usable active key")
+                } else if !any_up {
+                    Some("every backend of the key set is down")
+                } else if stale {
+                    Some("key view stale: the store has been unreachable longer than grace")
+                } else {
+                    None
+                };
+                let missing_on = (missing.iter())
+                    .filter(|m| m.key_set == s.name && Some(&m.kid) == active_kid.as_ref())
+                    .map(|m| m.hsm.clone())
+                    .collect();
+                let readiness = KeySetReadiness {
+                    warnings: super::certs::warnings(s, view.records(&s.name), now),
+                    active_kid,
+                    reason,
+                    missing_on,
+                };
+                (s.name.clone(), readiness)
+            })
+            .collect()
+    }
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::BackendSlot;
+use super::context::Context;
 use crate::hsm::{self, Backend, HsmError, KeySpec, SignScheme};
 use crate::signing::jwk::Curve;
 use crate::signing::{Algorithm, KeyKind, PublicKey, Sign, SignError};
@@ -57,13 +58,39 @@ impl HsmSigner {
 impl Sign for HsmSigner {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let backend = self.source.backend()?;
-        let started = std::time::Instant::now();
-        let result = backend.sign(&self.id, self.scheme, msg);
-        metrics::histogram!("signet_hsm_operation_duration_seconds",
-            "hsm" => backend.name().to_string(), "op" => "sign")
-        .record(started.elapsed().as_secs_f64());
-        result.map_err(|e| self.source.error(&backend, e))
+        timed_sign(&backend, &self.id, self.scheme, msg).map_err(|e| self.source.error(&backend, e))
     }
+}
+
+/// The private key `id` on one chosen module context: what an attempt of the signing pipeline
+/// signs with, so that a failure is charged to the context it happened on.
+#[derive(Debug)]
+pub(crate) struct ContextSigner<'a> {
+    pub(crate) context: &'a Arc<Context>,
+    pub(crate) id: &'a [u8],
+    pub(crate) scheme: SignScheme,
+}
+
+impl Sign for ContextSigner<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        let backend = self.context.up()?;
+        timed_sign(&backend, self.id, self.scheme, msg).map_err(|e| self.context.check(&backend, e))
+    }
+}
+
+/// One C_Sign, its duration recorded per backend.
+fn timed_sign(
+    backend: &Backend,
+    id: &[u8],
+    scheme: SignScheme,
+    msg: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    let started = std::time::Instant::now();
+    let result = backend.sign(id, scheme, msg);
+    metrics::histogram!("signet_hsm_operation_duration_seconds",
+        "hsm" => backend.name().to_string(), "op" => "sign")
+    .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Domain view of an HSM failure: the HSM error travels on as the `source`.

@@ -6,8 +6,9 @@
 
 mod admin;
 mod backends;
-mod compact_sign;
 mod certs;
+mod compact_sign;
+mod context;
 mod error;
 mod health;
 pub mod hsm_signer;
@@ -19,10 +20,12 @@ pub(crate) mod lease;
 mod provenance;
 mod read;
 pub(crate) mod reconcile;
+mod route;
 mod sign;
 mod signing_key;
 mod view;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, KeySetConfig};
@@ -73,6 +76,8 @@ pub struct Service {
     reconciled: RwLock<Option<reconcile::Reconciliation>>,
     /// What the background health check found (see `health`).
     health: RwLock<health::HealthState>,
+    /// Round-robin turn over the backends of key sets with several (`route`).
+    spread: AtomicUsize,
 }
 
 impl Service {
@@ -100,6 +105,7 @@ impl Service {
             elector,
             reconciled: RwLock::new(None),
             health: RwLock::default(),
+            spread: AtomicUsize::new(0),
         });
         service.tick().await;
         service.check_health().await;
@@ -184,8 +190,17 @@ impl Service {
             .ok_or_else(|| ServiceError::KeySetNotFound(name.to_string()))
     }
 
+    /// The backend key set `set`'s keys are generated, imported and destroyed on: its first.
     pub(crate) fn backend_of(&self, set: &KeySetConfig) -> &Arc<BackendSlot> {
-        &self.backends[set.hsm]
+        &self.backends[set.hsms[0]]
+    }
+
+    /// Every backend of key set `set`.
+    pub(crate) fn backends_of<'a>(
+        &'a self,
+        set: &'a KeySetConfig,
+    ) -> impl Iterator<Item = &'a Arc<BackendSlot>> + 'a {
+        set.hsms.iter().map(|&i| &self.backends[i])
     }
 
     /// Records of one key set, oldest first.

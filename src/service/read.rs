@@ -142,6 +142,7 @@ pub(crate) struct Gauges {
 pub(crate) struct BackendGauge {
     pub(crate) hsm: String,
     pub(crate) up: bool,
+    pub(crate) contexts_up: usize,
     pub(crate) sessions_in_use: usize,
     pub(crate) sessions_idle: usize,
     pub(crate) queue_depth: usize,
@@ -235,8 +236,9 @@ impl Service {
                 BackendGauge {
                     hsm: slot.name().to_string(),
                     up: matches!(slot.state(), BackendState::Up(_)),
+                    contexts_up: slot.contexts_up(),
                     sessions_in_use: running,
-                    sessions_idle: slot.config.sessions.saturating_sub(running),
+                    sessions_idle: slot.capacity().saturating_sub(running),
                     queue_depth: waiting,
                 }
             })

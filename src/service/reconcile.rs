@@ -16,6 +16,9 @@
 //!   recorded by the leader as `hsm_objects_ambiguous` / `provenance_changed` events. The leader
 //!   also records the provenance of keys stored before Signet recorded it
 //!   (`provenance_recorded`).
+//! - A store row whose private object is not found by its `CKA_ID` on one of its key set's
+//!   backends (and is not marked destroyed) is **missing** there: logged and shown in `/readyz`
+//!   (per backend; signing moves to the backends that have it).
 //!
 //! Every replica reconciles at start-up, for its `/readyz`; only the replica that holds the
 //! scheduler lease writes audit events and destroys stale pending objects (it reconciles again
@@ -145,7 +148,7 @@ impl Service {
             .await;
         let referenced: HashSet<&[u8]> = records
             .iter()
-            .filter(|r| &r.hsm == name)
+            .filter(|r| self.held_by(r, name))
             .map(|r| r.hsm_id.as_slice())
             .collect();
         for TokenKey { id, label, .. } in objects {
@@ -172,7 +175,7 @@ impl Service {
             self.destroy_pending(slot, id.clone(), orphan, out).await;
         }
         let present: HashSet<&[u8]> = objects.iter().map(|o| o.id.as_slice()).collect();
-        for r in records.iter().filter(|r| &r.hsm == name) {
+        for r in records.iter().filter(|r| self.held_by(r, name)) {
             if r.destroyed_at.is_none() && !present.contains(r.hsm_id.as_slice()) {
                 tracing::warn!(hsm = %name, key_set = %r.key_set, kid = %r.kid,
                     "the private key of a stored key is missing from its token");
@@ -235,6 +238,16 @@ impl Service {
         }
         out.ambiguous.extend(ambiguous);
         out.provenance_changed.extend(changed);
+    }
+
+    /// Whether backend `hsm` should hold the key pair of `r`: the backend it was generated on, or
+    /// any backend of its key set (found there by the same `CKA_ID`).
+    fn held_by(&self, r: &KeyRecord, hsm: &str) -> bool {
+        r.hsm == hsm
+            || self
+                .config
+                .key_set(&r.key_set)
+                .is_some_and(|set| set.hsms.iter().any(|&i| self.config.hsms[i].name == hsm))
     }
 
     /// Destroys a stale pending object (leader only) and records it.

@@ -8,8 +8,9 @@
 //!    under;
 //! 3. [`SignOperation::choose_key`]: the key that signs (default: the active key at `now`);
 //! 4. [`SignOperation::signing_input`]: the exact bytes to sign, built with that key;
-//! 5. the backend run under its deadline (a session permit, the queue bound, `op_timeout`), where
-//!    `SigningKey::sign` signs and self-checks;
+//! 5. the backends run under one deadline (a session permit, the queue bound, `op_timeout`), where
+//!    the key signs and self-checks; `route` picks the backend and context, spreads the load and
+//!    moves a request caught by a failing or hung backend to another;
 //! 6. the per-signature audit event when the key set has `audit_signatures = true` (kid, key set,
 //!    profile, client, SHA-256 of the signed bytes, never the bytes): written before the signature
 //!    is returned, and a signature whose event cannot be written is withheld;
@@ -34,6 +35,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::route::Job;
 use super::view::KeyView;
 use super::{Service, ServiceError};
 use crate::config::{ClientConfig, KeySetConfig, Role};
@@ -144,22 +146,26 @@ impl Service {
     ) -> Result<O::Output, ServiceError> {
         let now = self.now();
         let profile = op.admit(cfg, now)?;
-        let key = {
+        let (key, id) = {
             let view = self.view();
-            op.choose_key(&SetKeys {
+            let key = op.choose_key(&SetKeys {
                 view: &view,
                 set: cfg,
                 now,
-            })?
+            })?;
+            let id =
+                view.hsm_id(&cfg.name, key.kid())
+                    .ok_or_else(|| ServiceError::KeyNotFound {
+                        set: cfg.name.clone(),
+                        kid: key.kid().to_string(),
+                    })?;
+            (key, id)
         };
         let input = op.signing_input(&key, now)?;
-        let (key, input, signature) = self
-            .backend_of(cfg)
-            .run(move || {
-                let signature = key.sign(&input)?;
-                Ok((key, input, signature))
-            })
-            .await?;
+        let job = Job::new(key, input, id);
+        let signature = self.sign_routed(cfg, job.clone()).await;
+        let (key, input) = Job::into_parts(job);
+        let signature = signature?;
         self.audit_signature(cfg, client, profile, key.kid(), &input)
             .await?;
         op.finish(&key, input, signature)

@@ -22,6 +22,8 @@ struct SetKeys {
     records: Vec<KeyRecord>,
     /// A ready key for each record not destroyed, or why its record cannot make one.
     signers: HashMap<String, Result<SigningKey, Arc<KeyError>>>,
+    /// The `CKA_ID` of each record not destroyed, by kid.
+    ids: HashMap<String, Arc<[u8]>>,
 }
 
 /// A snapshot of every key, rebuilt on each reload.
@@ -42,8 +44,9 @@ impl KeyView {
             if r.destroyed_at.is_none()
                 && let Some(cfg) = config.key_set(&r.key_set)
             {
-                let signer = signing_key(&r, &backends[cfg.hsm]).map_err(Arc::new);
+                let signer = signing_key(&r, &backends[cfg.hsms[0]]).map_err(Arc::new);
                 entry.signers.insert(r.kid.clone(), signer);
+                entry.ids.insert(r.kid.clone(), r.hsm_id.as_slice().into());
             }
             entry.records.push(r);
         }
@@ -82,6 +85,13 @@ impl KeyView {
                 kid: kid.to_string(),
             }),
         }
+    }
+}
+
+impl KeyView {
+    /// The `CKA_ID` of the undestroyed key `kid` of `set`, found by it on every backend.
+    pub(super) fn hsm_id(&self, set: &str, kid: &str) -> Option<Arc<[u8]>> {
+        self.sets.get(set).and_then(|s| s.ids.get(kid)).cloned()
     }
 }
 
