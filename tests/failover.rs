@@ -73,9 +73,8 @@ async fn signed_on(signet: &Signet, hsm: &str) -> f64 {
 async fn wait_ready(signet: &Signet, what: &str, want: impl Fn(u16, &Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = signet.http.get(signet.url("/readyz")).send().await.unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
+        // The details (per-backend reasons) need credentials.
+        let (status, body) = signet.readyz_details().await;
         if want(status, &body) {
             return body;
         }

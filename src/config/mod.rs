@@ -3,6 +3,8 @@
 //! Owns file reading, `SIGNET_...` overrides and every start-up check of a field. Knows nothing of
 //! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
 
+mod client;
+mod key_set;
 mod key_set_profiles;
 mod raw;
 mod validate;
@@ -261,3 +263,5 @@ mod tests;
 mod tests_connections;
 #[cfg(test)]
 mod tests_health;
+#[cfg(test)]
+mod tests_tls;

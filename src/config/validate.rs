@@ -6,10 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawClient, RawConfig, RawHsm, RawKeySet, RawServer, RawTls};
+use super::client::client;
+use super::key_set::key_set;
+use super::raw::{RawConfig, RawHsm, RawServer, RawTls};
 use super::*;
 
-type Result<T> = std::result::Result<T, (String, String)>;
+pub(super) type Result<T> = std::result::Result<T, (String, String)>;
 
 const DEFAULT_JWKS_MAX_AGE: &str = "1h";
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -23,10 +25,10 @@ const DEFAULT_DRAIN: &str = "5s";
 const DEFAULT_SESSIONS: usize = 4;
 const DEFAULT_OP_TIMEOUT: &str = "2s";
 const DEFAULT_MAX_QUEUE_PER_SESSION: usize = 64;
-const DEFAULT_MAX_LIFETIME: &str = "1h";
-const DEFAULT_CLOCK_SKEW: &str = "60s";
-const DEFAULT_RSA_BITS: u32 = 2048;
-const DEFAULT_ACTIVATION_GRACE: &str = "30s";
+pub(super) const DEFAULT_MAX_LIFETIME: &str = "1h";
+pub(super) const DEFAULT_CLOCK_SKEW: &str = "60s";
+pub(super) const DEFAULT_RSA_BITS: u32 = 2048;
+pub(super) const DEFAULT_ACTIVATION_GRACE: &str = "30s";
 
 /// Parses a humantime duration ("90d", "2h", "10m", "30s", "1h 30m").
 pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
@@ -34,7 +36,7 @@ pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
         .map_err(|e| format!("`{value}` is not a duration like \"90d\", \"2h\", \"30s\" ({e})"))
 }
 
-fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+pub(super) fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
     parse_duration(value.unwrap_or(default)).map_err(|r| (key.to_string(), r))
 }
 
@@ -239,7 +241,7 @@ fn tls_files(raw: &RawTls) -> Result<TlsConfig> {
     })
 }
 
-fn nonzero(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+pub(super) fn nonzero(key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
     let d = duration(key, value, default)?;
     if d.is_zero() {
         return Err((key.to_string(), "must be greater than zero".into()));
@@ -309,7 +311,7 @@ fn hsm(i: usize, raw: &RawHsm) -> Result<HsmConfig> {
 }
 
 /// The backends a key set names: at least one, each a configured `[[hsm]]`, none twice.
-fn backends(key: &str, names: &[&str], hsms: &[HsmConfig]) -> Result<Vec<usize>> {
+pub(super) fn backends(key: &str, names: &[&str], hsms: &[HsmConfig]) -> Result<Vec<usize>> {
     if names.is_empty() {
         return Err((key.into(), "must name at least one [[hsm]]".into()));
     }
@@ -327,7 +329,7 @@ fn backends(key: &str, names: &[&str], hsms: &[HsmConfig]) -> Result<Vec<usize>>
     Ok(out)
 }
 
-fn name_ok(key: &str, name: &str) -> Result<()> {
+pub(super) fn name_ok(key: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -344,153 +346,7 @@ fn name_ok(key: &str, name: &str) -> Result<()> {
     }
 }
 
-fn key_set(
-    i: usize,
-    raw: &RawKeySet,
-    raw_server: &RawServer,
-    server: &ServerConfig,
-    hsms: &[HsmConfig],
-) -> Result<KeySetConfig> {
-    let key = |field: &str| format!("key_set[{i}].{field}");
-    name_ok(&key("name"), &raw.name)?;
-    let profiles =
-        super::key_set_profiles::profiles(&key, raw.profile.as_deref(), raw.profiles.as_deref())?;
-    let profile = profiles[0];
-    let fapi = raw.fapi.unwrap_or(true);
-    let alg = if profile == Profile::HttpMessage {
-        Algorithm::from_http(&raw.alg).ok_or_else(|| {
-            (
-                key("alg"),
-                format!(
-                    "`{}` is not an RFC 9421 algorithm Signet signs with (ed25519, \
-                     ecdsa-p256-sha256, rsa-pss-sha512)",
-                    raw.alg
-                ),
-            )
-        })?
-    } else {
-        let alg = Algorithm::from_jose(&raw.alg)
-            .filter(|a| *a != Algorithm::Ps512)
-            .ok_or_else(|| {
-                (
-                    key("alg"),
-                    format!(
-                        "`{}` is not a JWS algorithm Signet signs with (PS256, ES256, EdDSA, \
-                         Ed25519; RS256, PS384, ES384 with fapi = false)",
-                        raw.alg
-                    ),
-                )
-            })?;
-        if fapi && !alg.fapi_allowed() {
-            return Err((
-                key("alg"),
-                format!("{alg} is not allowed by FAPI 2.0; set fapi = false to use it"),
-            ));
-        }
-        alg
-    };
-    let hsm = backends(&key("hsm"), &raw.hsm.names(), hsms)?;
-    let issuer = raw
-        .issuer
-        .clone()
-        .or_else(|| raw_server.issuer.clone())
-        .unwrap_or_default();
-    if profile != Profile::HttpMessage && issuer.is_empty() {
-        return Err((key("issuer"), "required (or set server.issuer)".into()));
-    }
-    if fapi && !issuer.is_empty() && !super::key_set_profiles::issuer_ok(&issuer) {
-        return Err((
-            key("issuer"),
-            format!("`{issuer}` must be an https URL under FAPI 2.0 (http only on loopback)"),
-        ));
-    }
-    let rsa_bits = raw.rsa_bits.unwrap_or(DEFAULT_RSA_BITS);
-    if ![2048, 3072, 4096].contains(&rsa_bits) {
-        return Err((key("rsa_bits"), "must be 2048, 3072 or 4096".into()));
-    }
-    let policy = Policy {
-        rotation_period: nonzero(&key("rotation_period"), Some(&raw.rotation_period), "")?,
-        min_publish: duration(&key("min_publish"), Some(&raw.min_publish), "")?,
-        retain: duration(&key("retain"), Some(&raw.retain), "")?,
-        destroy_after: raw
-            .destroy_after
-            .as_deref()
-            .map(|d| duration(&key("destroy_after"), Some(d), ""))
-            .transpose()?,
-        max_lifetime: nonzero(
-            &key("max_lifetime"),
-            raw.max_lifetime.as_deref(),
-            DEFAULT_MAX_LIFETIME,
-        )?,
-        clock_skew: duration(
-            &key("clock_skew"),
-            raw.clock_skew.as_deref(),
-            DEFAULT_CLOCK_SKEW,
-        )?,
-        activation_grace: duration(
-            &key("activation_grace"),
-            raw.activation_grace.as_deref(),
-            DEFAULT_ACTIVATION_GRACE,
-        )?,
-    };
-    let max_age = server.jwks_max_age;
-    if policy.min_publish < 2 * max_age {
-        return Err((
-            key("min_publish"),
-            format!(
-                "{} is shorter than 2 x server.jwks_max_age ({}): verifiers could meet a kid they \
-                 have not cached",
-                human(policy.min_publish),
-                human(2 * max_age)
-            ),
-        ));
-    }
-    if policy.retain < policy.max_lifetime + max_age {
-        return Err((
-            key("retain"),
-            format!(
-                "{} is shorter than max_lifetime + server.jwks_max_age ({}): tokens would outlive \
-                 their key in the JWKS",
-                human(policy.retain),
-                human(policy.max_lifetime + max_age)
-            ),
-        ));
-    }
-    if policy.rotation_period <= policy.min_publish {
-        return Err((
-            key("rotation_period"),
-            format!(
-                "{} must be longer than min_publish ({})",
-                human(policy.rotation_period),
-                human(policy.min_publish)
-            ),
-        ));
-    }
-    let header_x5c = raw.header_x5c.unwrap_or(false);
-    if header_x5c && profile == Profile::HttpMessage {
-        return Err((
-            key("header_x5c"),
-            "an http_message key set signs no JWS header; remove header_x5c".into(),
-        ));
-    }
-    Ok(KeySetConfig {
-        name: raw.name.clone(),
-        profile,
-        profiles,
-        alg,
-        hsms: hsm,
-        issuer,
-        fapi,
-        rsa_bits,
-        policy,
-        audit_signatures: raw.audit_signatures.unwrap_or(false),
-        allow_exposed_import: raw.allow_exposed_import.unwrap_or(false),
-        header_x5c,
-        require_certificate: raw.require_certificate.unwrap_or(false),
-    })
-}
-
-fn human(d: Duration) -> String {
+pub(super) fn human(d: Duration) -> String {
     format_duration(d)
 }
 
@@ -508,130 +364,4 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     out
-}
-
-fn client(
-    i: usize,
-    raw: &RawClient,
-    key_sets: &[KeySetConfig],
-    tls: Option<&TlsConfig>,
-) -> Result<ClientConfig> {
-    let key = |field: &str| format!("client[{i}].{field}");
-    name_ok(&key("name"), &raw.name)?;
-    let role = match raw.role.as_str() {
-        "signer" => Role::Signer,
-        "admin" => Role::Admin,
-        "auditor" => Role::Auditor,
-        other => {
-            return Err((
-                key("role"),
-                format!("unknown role `{other}` (signer, admin, auditor)"),
-            ));
-        }
-    };
-    let sets = if raw.key_sets.iter().any(|s| s == "*") {
-        None
-    } else {
-        for s in &raw.key_sets {
-            if !key_sets.iter().any(|k| &k.name == s) {
-                return Err((key("key_sets"), format!("no [[key_set]] named `{s}`")));
-            }
-        }
-        Some(raw.key_sets.clone())
-    };
-    if role == Role::Signer && sets.as_ref().is_some_and(|s| s.is_empty()) {
-        return Err((
-            key("key_sets"),
-            "a signer needs at least one key set (or \"*\")".into(),
-        ));
-    }
-    let auth = match (&raw.token_sha256, &raw.cert_subject, &raw.cert_san) {
-        (Some(h), None, None) => {
-            let bytes = hex::decode(h.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok());
-            ClientAuth::TokenSha256(bytes.ok_or_else(|| {
-                (
-                    key("token_sha256"),
-                    "must be 64 hex digits: the SHA-256 of the bearer token \
-                     (printf %s TOKEN | sha256sum)"
-                        .to_string(),
-                )
-            })?)
-        }
-        (None, Some(v), None) | (None, None, Some(v)) => {
-            let field = if raw.cert_subject.is_some() {
-                "cert_subject"
-            } else {
-                "cert_san"
-            };
-            if tls.and_then(|t| t.client_ca.as_ref()).is_none() {
-                return Err((
-                    key(field),
-                    "mTLS clients need [server.tls] with client_ca (the CA bundle their \
-                     certificates are verified against)"
-                        .into(),
-                ));
-            }
-            let v = v.trim();
-            if v.is_empty() {
-                return Err((key(field), "must not be empty".into()));
-            }
-            if raw.cert_subject.is_some() {
-                ClientAuth::CertSubject(v.to_string())
-            } else if v.contains("://") {
-                ClientAuth::CertSan(v.to_string())
-            } else {
-                ClientAuth::CertSan(v.to_ascii_lowercase())
-            }
-        }
-        _ => {
-            return Err((
-                key("token_sha256"),
-                "exactly one of token_sha256, cert_subject, cert_san is required".into(),
-            ));
-        }
-    };
-    let quota = match (&raw.rate, raw.burst) {
-        (Some(rate), burst) => Some(quota(&key, rate, burst)?),
-        (None, Some(_)) => {
-            return Err((key("burst"), "needs a rate (e.g. rate = \"500/s\")".into()));
-        }
-        (None, None) => None,
-    };
-    Ok(ClientConfig {
-        name: raw.name.clone(),
-        role,
-        key_sets: sets,
-        auth,
-        quota,
-    })
-}
-
-/// `rate = "500/s"` (or "/m"), `burst` defaulting to the per-second rate (at least 1).
-fn quota(key: &dyn Fn(&str) -> String, rate: &str, burst: Option<u32>) -> Result<Quota> {
-    let bad = || {
-        (
-            key("rate"),
-            format!("`{rate}` is not a rate like \"500/s\" or \"600/m\""),
-        )
-    };
-    let (count, unit) = rate.split_once('/').ok_or_else(bad)?;
-    let count: u32 = count.trim().parse().map_err(|_| bad())?;
-    let per = match unit.trim() {
-        "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        _ => return Err(bad()),
-    };
-    if count == 0 {
-        return Err((key("rate"), "must allow at least one request".into()));
-    }
-    let per_second = f64::from(count) / per.as_secs_f64();
-    let burst = match burst {
-        Some(0) => return Err((key("burst"), "must be at least 1".into())),
-        Some(b) => b,
-        // Lossless enough: a rate is at most u32::MAX per second.
-        None => (per_second.ceil() as u32).max(1),
-    };
-    Ok(Quota { count, per, burst })
 }

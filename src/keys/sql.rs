@@ -13,6 +13,11 @@
 //! Writers: one at a time per process (an async mutex, so waiting writers queue in order and hold
 //! no connection), and across processes whatever the [`Dialect`] opens; every write (`apply`,
 //! `lease`, `release`) goes through [`Writer`]. Knows nothing of HTTP, PKCS#11 or JOSE.
+//!
+//! Over 400 lines on purpose: every query of the store stands in this one file, so that the two
+//! databases share them and a reader sees each write next to the guard it relies on (the
+//! one-next-key guard, the audit chain head); split, each part would repeat the long list of
+//! sqlx bounds that the generic writer needs.
 
 use std::sync::Arc;
 
