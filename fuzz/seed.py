@@ -70,6 +70,14 @@ def main() -> None:
     for i, c in enumerate(claims):
         for p in range(7):
             write("claims", f"{i}-{p}", bytes([p]) + json.dumps(c).encode())
+    # sign/compact: the RFC 8037 A.4 signing input, and JWT-shaped inputs from the claims above.
+    if a4:
+        write("sign_compact", "rfc8037-a4", f"{a4['protected']}.{a4['payload']}".encode())
+    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+    for i, c in enumerate(claims[:3]):
+        for alg, typ in (("ES256", "JWT"), ("PS256", "at+jwt"), ("EdDSA", "logout+jwt")):
+            header = {"alg": alg, "kid": "k1", "typ": typ}
+            write("sign_compact", f"{i}-{alg}", f"{b64(header)}.{b64(c)}".encode())
     for path in sorted((REPO / "config").glob("*.toml")):
         write("config", path.stem, path.read_bytes())
 
