@@ -5,26 +5,9 @@ use std::time::Duration;
 
 use super::*;
 
-const BASE: &str = r#"[server]
-listen = "127.0.0.1:8080"
-issuer = "https://as.example.com"
-jwks_max_age = "1h"
-[store]
-url = "sqlite://x.db"
-[[hsm]]
-name = "primary"
-module = "/m.so"
-token_label = "t"
-pin_env = "PIN"
-[[key_set]]
-name = "id"
-profile = "id_token"
-alg = "PS256"
-hsm = "primary"
-rotation_period = "90d"
-min_publish = "2h"
-retain = "2h"
-"#;
+fn base() -> String {
+    super::tests::minimal("")
+}
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, "test.toml", std::iter::empty())
@@ -32,7 +15,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 #[test]
 fn defaults() {
-    let c = parse(BASE).unwrap();
+    let c = parse(&base()).unwrap();
     assert_eq!(c.server.health_interval, Duration::from_secs(2));
     assert_eq!(c.store.grace, Duration::from_secs(60));
     assert!(!c.key_sets[0].allow_exposed_import);
@@ -40,7 +23,7 @@ fn defaults() {
 
 #[test]
 fn values_and_overrides() {
-    let text = BASE
+    let text = base()
         .replace(
             "[store]",
             "health_interval = \"500ms\"\n[store]\ngrace = \"0s\"",
@@ -62,12 +45,12 @@ fn values_and_overrides() {
 fn bad_values_name_the_key() {
     let cases = [
         (
-            BASE.replace("[store]", "health_interval = \"0s\"\n[store]"),
+            base().replace("[store]", "health_interval = \"0s\"\n[store]"),
             "server.health_interval",
             "greater than zero",
         ),
         (
-            BASE.replace(
+            base().replace(
                 "url = \"sqlite://x.db\"",
                 "url = \"sqlite://x.db\"\ngrace = \"a while\"",
             ),
