@@ -215,6 +215,14 @@ where
                 .bind(kid),
                 format!("key {kid} of {key_set} is unknown, revoked or destroyed"),
             ),
+            KeyChange::NotRevoked { key_set, kid } => (
+                sqlx::query(
+                    "SELECT kid FROM keys WHERE key_set = $1 AND kid = $2 AND revoked_at IS NULL",
+                )
+                .bind(key_set)
+                .bind(kid),
+                format!("key {kid} of {key_set} was revoked"),
+            ),
             KeyChange::Destroyed { key_set, kid, at } => (
                 sqlx::query(
                     "UPDATE keys SET destroyed_at = $1 \

@@ -47,6 +47,10 @@ pub enum KeyChange {
         not_after: i64,
         at: i64,
     },
+    /// Changes nothing, but holds only while the key is not revoked: applied with a `signed`
+    /// audit event, it orders that event before any revocation of the key (else a
+    /// [`StoreError::Conflict`], and the signature is withheld).
+    NotRevoked { key_set: String, kid: String },
     /// Records that the key's private object was destroyed.
     Destroyed {
         key_set: String,

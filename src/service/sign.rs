@@ -39,7 +39,7 @@ use super::route::Job;
 use super::view::KeyView;
 use super::{Service, ServiceError};
 use crate::config::{ClientConfig, KeySetConfig, Role};
-use crate::keys::{NewEvent, lifecycle};
+use crate::keys::{KeyChange, NewEvent, StoreError, lifecycle};
 use crate::signing::{Profile, SignError, SigningKey};
 
 /// One way to sign: its policy check, its key choice, its signing input and its result. The
@@ -166,12 +166,42 @@ impl Service {
         let signature = self.sign_routed(cfg, job.clone()).await;
         let (key, input) = Job::into_parts(job);
         let signature = signature?;
+        // A signature made while its key was being revoked is withheld, never returned: the
+        // caller gets `kid_not_active` and signs again with the key that took over.
+        if self.revoked_meanwhile(cfg, key.kid()) {
+            return Err(self.revoked_in_flight(cfg, key.kid()));
+        }
         self.audit_signature(cfg, client, profile, key.kid(), &input)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ServiceError::Store(StoreError::Conflict(_)) => {
+                    self.revoked_in_flight(cfg, key.kid())
+                }
+                e => e,
+            })?;
         op.finish(&key, input, signature)
     }
 
-    /// The optional per-signature audit record: never the signed bytes, only their SHA-256.
+    /// Whether the key view now has `kid` revoked (it was not when the key was chosen).
+    fn revoked_meanwhile(&self, cfg: &KeySetConfig, kid: &str) -> bool {
+        (self.view().records(&cfg.name).iter()).any(|r| r.kid == kid && r.revoked_at.is_some())
+    }
+
+    /// 409 `kid_not_active` for a signature whose key was revoked while it was being made.
+    fn revoked_in_flight(&self, cfg: &KeySetConfig, kid: &str) -> ServiceError {
+        let (view, now) = (self.view(), self.now());
+        let records = view.records(&cfg.name);
+        ServiceError::KidNotActive {
+            set: cfg.name.clone(),
+            kid: Some(kid.to_string()),
+            active_kid: lifecycle::active(records, now).map(|k| k.kid.clone()),
+            next_kid: lifecycle::next(records, now).map(|k| k.kid.clone()),
+        }
+    }
+
+    /// The optional per-signature audit record: never the signed bytes, only their SHA-256. It is
+    /// written with a check that the key is not revoked, in one transaction, so that no `signed`
+    /// event of a key follows its `revoked` event.
     async fn audit_signature(
         &self,
         cfg: &KeySetConfig,
@@ -187,7 +217,11 @@ impl Service {
         let event = NewEvent::new(self.now(), &client.name, "signed")
             .key(&cfg.name, kid)
             .detail(serde_json::json!({ "profile": profile.name(), "input_sha256": digest }));
-        Ok(self.store.apply(&[], &[event]).await?)
+        let check = KeyChange::NotRevoked {
+            key_set: cfg.name.clone(),
+            kid: kid.to_string(),
+        };
+        Ok(self.store.apply(&[check], &[event]).await?)
     }
 }
 
