@@ -796,20 +796,6 @@ async fn admin(main: &Local, reached: &mut Reached) {
     );
 }
 
-/// `openssl` in `dir`, which must succeed.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Certificate chains refused, and a rotation that waits for a certificate.
 async fn certificates(main: &Local, reached: &mut Reached) {
     let a = Some(ADMIN_TOKEN);

@@ -120,15 +120,7 @@ impl Token {
             ][..],
             &["pkey", "-in", key, "-pubout", "-out", public][..],
         ] {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("run openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(dir.path(), args);
         }
         for (file, kind, extra) in [
             (key, "privkey", &["--sensitive", "--private"][..]),
@@ -145,6 +137,21 @@ impl Token {
             );
         }
     }
+}
+
+/// Runs the `openssl` CLI in `dir`, which must succeed; its standard output.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Valid claims for `profile` at `now`.
