@@ -25,6 +25,8 @@ pub struct Config {
     pub hsms: Vec<HsmConfig>,
     pub key_sets: Vec<KeySetConfig>,
     pub clients: Vec<ClientConfig>,
+    /// Where every audit event is streamed for a SIEM (`[audit] sink`), if anywhere.
+    pub audit_sink: Option<AuditSink>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +89,13 @@ impl std::fmt::Display for Listen {
             Listen::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
+}
+
+/// `[audit] sink`: every event of the audit trail as a JSON line, in chain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    Stdout,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,13 @@ pub struct RawConfig {
     pub key_set: Vec<RawKeySet>,
     #[serde(default)]
     pub client: Vec<RawClient>,
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub sink: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,4 @@
-//! `[server] health_interval`, `[store] grace` and `[[key_set]] allow_exposed_import`: defaults,
+//! `[server] health_interval`, `[store] grace`, `[[key_set]] allow_exposed_import` and `[audit] sink`: defaults,
 //! values, environment overrides and errors that name the key.
 
 use std::time::Duration;
@@ -62,5 +62,25 @@ fn bad_values_name_the_key() {
         let e = parse(&text).unwrap_err();
         assert_eq!(e.key, key, "{e}");
         assert!(e.reason.contains(reason), "expected `{reason}` in: {e}");
+    }
+}
+
+#[test]
+fn audit_sink() {
+    assert_eq!(parse(&base()).unwrap().audit_sink, None);
+    let with = |v: &str| parse(&format!("{}\n[audit]\nsink = \"{v}\"\n", base()));
+    assert_eq!(with("stdout").unwrap().audit_sink, Some(AuditSink::Stdout));
+    assert_eq!(
+        with("file:/var/log/signet/audit.jsonl").unwrap().audit_sink,
+        Some(AuditSink::File("/var/log/signet/audit.jsonl".into()))
+    );
+    for (bad, why) in [
+        ("syslog", "neither"),
+        ("file:", "needs a path"),
+        ("file:/tmp", "is a directory"),
+    ] {
+        let e = with(bad).unwrap_err();
+        assert_eq!((e.file.as_str(), e.key.as_str()), ("test.toml", "audit.sink"));
+        assert!(e.reason.contains(why), "{bad}: {}", e.reason);
     }
 }

@@ -12,6 +12,7 @@ use super::auth::Caller;
 use super::openapi::ProblemDoc;
 use super::problem::{ApiJson, ApiQuery, Problem};
 use crate::config::Role;
+use crate::keys::audit_json;
 use crate::service::{ImportBy, KeyListing, Rfc3339, ServiceError};
 use crate::support::Chain;
 
@@ -200,18 +201,7 @@ pub(crate) async fn audit(
         .audit_after(q.after, q.limit.unwrap_or(100))
         .await?;
     let next = events.last().map_or(q.after, |e| e.seq);
-    let events: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            let detail: Value =
-                serde_json::from_str(&e.detail).unwrap_or(Value::String(e.detail.clone()));
-            json!({
-                "seq": e.seq, "at": Rfc3339(e.at), "actor": e.actor, "action": e.action,
-                "key_set": e.key_set, "kid": e.kid, "detail": detail,
-                "prev_hash": e.prev_hash, "hash": e.hash,
-            })
-        })
-        .collect();
+    let events: Vec<Value> = events.iter().map(audit_json::to_json).collect();
     Ok(Json(json!({ "events": events, "next_after": next })))
 }
 

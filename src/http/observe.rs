@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use super::AppState;
+use crate::service::{BackendGauge, KeySetGauge};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -94,35 +95,20 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             .into_response();
     };
     let gauges = state.service.gauges();
-    for b in gauges.backends {
-        let hsm = b.hsm;
-        // Counters that only move on incidents are shown from the start, at zero.
-        metrics::counter!("signet_hsm_recoveries_total", "hsm" => hsm.clone()).increment(0);
-        metrics::counter!("signet_hsm_failures_total", "hsm" => hsm.clone()).increment(0);
-        metrics::counter!("signet_hsm_signatures_total", "hsm" => hsm.clone(), "outcome" => "ok")
-            .increment(0);
-        metrics::gauge!("signet_hsm_up", "hsm" => hsm.clone()).set(if b.up { 1.0 } else { 0.0 });
-        metrics::gauge!("signet_hsm_contexts_up", "hsm" => hsm.clone()).set(b.contexts_up as f64);
-        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "in_use")
-            .set(b.sessions_in_use as f64);
-        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "idle")
-            .set(b.sessions_idle as f64);
-        metrics::gauge!("signet_hsm_queue_depth", "hsm" => hsm).set(b.queue_depth as f64);
+    backend_gauges(&gauges.backends);
+    key_set_gauges(&gauges.key_sets);
+    let ready = state.service.readiness();
+    for (name, k) in &ready.key_sets {
+        metrics::gauge!("signet_key_set_can_sign", "key_set" => name.clone())
+            .set(flag(k.reason.is_none()));
     }
-    for k in gauges.key_sets {
-        metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => k.key_set.clone())
-            .set(k.next_rotation_s as f64);
-        metrics::gauge!("signet_key_set_published_keys", "key_set" => k.key_set.clone())
-            .set(k.published_keys as f64);
-        // 1 while the next key waits for its certificate (`require_certificate`).
-        let waits = if k.next_awaits_certificate { 1.0 } else { 0.0 };
-        metrics::gauge!("signet_key_set_next_key_awaits_certificate", "key_set" => k.key_set.clone())
-            .set(waits);
-        for (kid, seconds) in k.certificates {
-            metrics::gauge!("signet_certificate_expiry_seconds",
-                "key_set" => k.key_set.clone(), "kid" => kid)
-            .set(seconds as f64);
-        }
+    metrics::gauge!("signet_ready").set(flag(ready.status == "ready"));
+    metrics::gauge!("signet_store_up").set(flag(gauges.store_up));
+    if let Some((up, written, lag)) = gauges.audit_sink {
+        metrics::counter!("signet_audit_sink_failures_total").increment(0);
+        metrics::gauge!("signet_audit_sink_up").set(flag(up));
+        metrics::gauge!("signet_audit_sink_last_seq").set(written as f64);
+        metrics::gauge!("signet_audit_sink_lag_events").set(lag as f64);
     }
     handle.run_upkeep();
     (
@@ -133,4 +119,57 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+fn backend_gauges(backends: &[BackendGauge]) {
+    for b in backends {
+        let hsm = b.hsm.clone();
+        // Counters that only move on incidents are shown from the start, at zero.
+        metrics::counter!("signet_hsm_recoveries_total", "hsm" => hsm.clone()).increment(0);
+        metrics::counter!("signet_hsm_failures_total", "hsm" => hsm.clone()).increment(0);
+        metrics::counter!("signet_hsm_signatures_total", "hsm" => hsm.clone(), "outcome" => "ok")
+            .increment(0);
+        metrics::gauge!("signet_hsm_up", "hsm" => hsm.clone()).set(flag(b.up));
+        metrics::gauge!("signet_hsm_contexts", "hsm" => hsm.clone()).set(b.contexts as f64);
+        metrics::gauge!("signet_hsm_contexts_up", "hsm" => hsm.clone()).set(b.contexts_up as f64);
+        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "in_use")
+            .set(b.sessions_in_use as f64);
+        metrics::gauge!("signet_hsm_sessions", "hsm" => hsm.clone(), "state" => "idle")
+            .set(b.sessions_idle as f64);
+        metrics::gauge!("signet_hsm_queue_depth", "hsm" => hsm).set(b.queue_depth as f64);
+    }
+}
+
+fn key_set_gauges(key_sets: &[KeySetGauge]) {
+    for k in key_sets {
+        let set = k.key_set.clone();
+        // A self-check failure is an incident: its series exists from the start, at zero.
+        metrics::counter!("signet_signatures_total", "key_set" => set.clone(), "alg" => k.alg,
+            "outcome" => "self_check_failed")
+        .increment(0);
+        metrics::gauge!("signet_key_set_next_rotation_seconds", "key_set" => set.clone())
+            .set(k.next_rotation_s as f64);
+        metrics::gauge!("signet_key_set_next_key_published", "key_set" => set.clone())
+            .set(flag(k.next_published));
+        if let Some(age) = k.active_age_s {
+            metrics::gauge!("signet_key_set_active_key_age_seconds", "key_set" => set.clone())
+                .set(age as f64);
+        }
+        metrics::gauge!("signet_key_set_rotation_period_seconds", "key_set" => set.clone())
+            .set(k.rotation_period_s as f64);
+        metrics::gauge!("signet_key_set_published_keys", "key_set" => set.clone())
+            .set(k.published_keys as f64);
+        // 1 while the next key waits for its certificate (`require_certificate`).
+        metrics::gauge!("signet_key_set_next_key_awaits_certificate", "key_set" => set.clone())
+            .set(flag(k.next_awaits_certificate));
+        for (kid, seconds) in &k.certificates {
+            metrics::gauge!("signet_certificate_expiry_seconds",
+                "key_set" => set.clone(), "kid" => kid.clone())
+            .set(*seconds as f64);
+        }
+    }
 }

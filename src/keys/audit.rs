@@ -125,27 +125,7 @@ pub struct ChainBreak {
 /// Checks `events` (ordered by seq) against each other and against the store's `head`
 /// (last seq and hash). Returns the number of events.
 pub fn verify(events: &[AuditEvent], head: Option<(i64, String)>) -> Result<usize, ChainBreak> {
-    let mut prev = GENESIS.to_string();
-    for (i, e) in events.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
-        let brk = |seq: i64, reason: &str| ChainBreak {
-            seq,
-            reason: reason.to_string(),
-        };
-        if e.seq != expected_seq {
-            return Err(brk(
-                expected_seq,
-                &format!("missing (next row found is {})", e.seq),
-            ));
-        }
-        if e.prev_hash != prev {
-            return Err(brk(e.seq, "prev_hash does not match the previous row"));
-        }
-        if e.computed_hash() != e.hash {
-            return Err(brk(e.seq, "contents do not match its hash (edited)"));
-        }
-        prev = e.hash.clone();
-    }
+    verify_links(events, 1, GENESIS).map_err(|(_, brk)| brk)?;
     let last = events.last().map(|e| (e.seq, e.hash.clone()));
     match (head, last) {
         (None, None) => Ok(0),
@@ -168,6 +148,45 @@ pub fn verify(events: &[AuditEvent], head: Option<(i64, String)>) -> Result<usiz
             reason: "the head row is missing".into(),
         }),
     }
+}
+
+/// Checks that `events` are a piece of a chain: seqs `first_seq`, `first_seq + 1`... without
+/// gaps, the first linked to `prev_hash`, each linked to the one before, each hash recomputed from
+/// its fields. The one check of the store's trail (`verify`, from [`GENESIS`]) and of an exported
+/// file (`signet audit verify --file`, from its first line's `prev_hash`). A break names the
+/// index in `events` where it was found.
+pub fn verify_links(
+    events: &[AuditEvent],
+    first_seq: i64,
+    prev_hash: &str,
+) -> Result<(), (usize, ChainBreak)> {
+    let mut prev = prev_hash.to_string();
+    for (i, e) in events.iter().enumerate() {
+        let expected_seq = first_seq + i as i64;
+        let brk = |seq: i64, reason: &str| {
+            Err((
+                i,
+                ChainBreak {
+                    seq,
+                    reason: reason.to_string(),
+                },
+            ))
+        };
+        if e.seq != expected_seq {
+            return brk(
+                expected_seq,
+                &format!("missing (next row found is {})", e.seq),
+            );
+        }
+        if e.prev_hash != prev {
+            return brk(e.seq, "prev_hash does not match the previous row");
+        }
+        if e.computed_hash() != e.hash {
+            return brk(e.seq, "contents do not match its hash (edited)");
+        }
+        prev = e.hash.clone();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
 
 pub mod audit;
+pub mod audit_json;
 pub mod lifecycle;
 mod postgres;
 mod rows;

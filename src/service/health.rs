@@ -85,6 +85,10 @@ pub(crate) struct Readiness {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) store_down_since: Option<i64>,
     pub(crate) backends: BTreeMap<String, ComponentState>,
+    /// The `[audit] sink`, if one is configured: down while it cannot be written (the events
+    /// wait in the store; signing goes on, so the replica is `degraded`, not `not_ready`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audit_sink: Option<ComponentState>,
     pub(crate) key_sets: BTreeMap<String, KeySetReadiness>,
     pub(crate) scheduler: SchedulerStatus,
     /// What the start-up reconciliation found (informative).
@@ -97,6 +101,8 @@ pub(crate) struct PublicReadiness {
     pub(crate) status: &'static str,
     pub(crate) store: &'static str,
     pub(crate) backends: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audit_sink: Option<&'static str>,
     pub(crate) key_sets: BTreeMap<String, &'static str>,
 }
 
@@ -113,6 +119,7 @@ impl Readiness {
             backends: (self.backends.iter())
                 .map(|(k, v)| (k.clone(), v.word()))
                 .collect(),
+            audit_sink: self.audit_sink.as_ref().map(ComponentState::word),
             key_sets: (self.key_sets.iter())
                 .map(|(k, v)| (k.clone(), if v.reason.is_none() { "up" } else { "down" }))
                 .collect(),
@@ -236,8 +243,10 @@ impl Service {
             .collect();
         let view = self.view();
         let key_sets = self.key_set_readiness(&backends, &view, now, stale);
-        let all_up =
-            store == ComponentState::Up && backends.values().all(|b| *b == ComponentState::Up);
+        let audit_sink = self.audit_sink_state();
+        let all_up = store == ComponentState::Up
+            && backends.values().all(|b| *b == ComponentState::Up)
+            && audit_sink.as_ref().is_none_or(|s| *s == ComponentState::Up);
         let status = if key_sets.values().any(|k| k.reason.is_some()) {
             "not_ready"
         } else if all_up {
@@ -252,6 +261,7 @@ impl Service {
             store,
             store_down_since: health.store_down.map(|(since, _)| since),
             backends,
+            audit_sink,
             key_sets,
             scheduler: SchedulerStatus {
                 leader: lease.leader,

@@ -5,6 +5,7 @@
 //! Wires `hsm/`, `keys/` and `signing/` together; knows nothing of axum.
 
 mod admin;
+mod audit_sink;
 mod backends;
 mod certs;
 mod compact_sign;
@@ -39,7 +40,7 @@ pub use error::{Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};
 pub(crate) use import::ImportBy;
 pub use jws_sign::{SignJws, SignJwt, Signed};
-pub(crate) use read::{KeyEntry, KeyListing, Rfc3339};
+pub(crate) use read::{BackendGauge, KeyEntry, KeyListing, KeySetGauge, Rfc3339};
 pub use sign::{SetKeys, SignOperation};
 pub(crate) use signing_key::SigningKeys;
 pub(crate) use view::{Jwks, KeyView};
@@ -76,6 +77,8 @@ pub struct Service {
     reconciled: RwLock<Option<reconcile::Reconciliation>>,
     /// What the background health check found (see `health`).
     health: RwLock<health::HealthState>,
+    /// What the audit sink has written (see `audit_sink`).
+    audit_sink: RwLock<audit_sink::SinkStatus>,
     /// Round-robin turn over the backends of key sets with several (`route`).
     spread: AtomicUsize,
 }
@@ -105,11 +108,13 @@ impl Service {
             elector,
             reconciled: RwLock::new(None),
             health: RwLock::default(),
+            audit_sink: RwLock::default(),
             spread: AtomicUsize::new(0),
         });
         service.tick().await;
         service.check_health().await;
         service.spawn_health();
+        service.start_audit_sink().await;
         Ok(service)
     }
 

@@ -136,12 +136,18 @@ pub(crate) struct KeyListing {
 pub(crate) struct Gauges {
     pub(crate) backends: Vec<BackendGauge>,
     pub(crate) key_sets: Vec<KeySetGauge>,
+    /// The store answered the last key-view load.
+    pub(crate) store_up: bool,
+    /// The `[audit] sink`, if one is configured: up, last seq written, events read not written.
+    pub(crate) audit_sink: Option<(bool, i64, i64)>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct BackendGauge {
     pub(crate) hsm: String,
     pub(crate) up: bool,
+    /// Configured contexts, and those up (fewer: the backend is degraded).
+    pub(crate) contexts: usize,
     pub(crate) contexts_up: usize,
     pub(crate) sessions_in_use: usize,
     pub(crate) sessions_idle: usize,
@@ -151,8 +157,14 @@ pub(crate) struct BackendGauge {
 #[derive(Debug, Clone)]
 pub(crate) struct KeySetGauge {
     pub(crate) key_set: String,
+    pub(crate) alg: &'static str,
     /// Seconds until the next key activates (0 without one).
     pub(crate) next_rotation_s: i64,
+    /// A next key is published.
+    pub(crate) next_published: bool,
+    /// Seconds since the active key took over (`None` without one), and the rotation period.
+    pub(crate) active_age_s: Option<i64>,
+    pub(crate) rotation_period_s: i64,
     pub(crate) published_keys: usize,
     /// The next key waits for a certificate (`require_certificate`).
     pub(crate) next_awaits_certificate: bool,
@@ -236,6 +248,7 @@ impl Service {
                 BackendGauge {
                     hsm: slot.name().to_string(),
                     up: matches!(slot.state(), BackendState::Up(_)),
+                    contexts: slot.config.contexts,
                     contexts_up: slot.contexts_up(),
                     sessions_in_use: running,
                     sessions_idle: slot.capacity().saturating_sub(running),
@@ -256,7 +269,11 @@ impl Service {
                 let next = lifecycle::next(records, now);
                 KeySetGauge {
                     key_set: set.name.clone(),
+                    alg: set.alg.jose_name(),
                     next_rotation_s: next.map_or(0, |k| (k.activate_at - now).max(0)),
+                    next_published: next.is_some(),
+                    active_age_s: lifecycle::active(records, now).map(|k| now - k.activate_at),
+                    rotation_period_s: set.policy.rotation_period.as_secs() as i64,
                     published_keys: published.len(),
                     next_awaits_certificate: next.is_some_and(|k| k.awaits_certificate()),
                     certificates: published
@@ -268,6 +285,13 @@ impl Service {
                 }
             })
             .collect();
-        Gauges { backends, key_sets }
+        let audit_sink = (self.audit_sink_status())
+            .map(|s| (s.down.is_none(), s.written, (s.seen - s.written).max(0)));
+        Gauges {
+            backends,
+            key_sets,
+            store_up: self.store_reachable().is_ok(),
+            audit_sink,
+        }
     }
 }

@@ -260,6 +260,7 @@ fn observe<T>(cfg: &KeySetConfig, result: &Result<T, ServiceError>) {
         Err(ServiceError::Sign(SignError::Unavailable(_)) | ServiceError::NoActiveKey(_)) => {
             "unavailable"
         }
+        Err(ServiceError::Sign(SignError::SelfCheckFailed(_))) => "self_check_failed",
         Err(_) => "error",
     };
     metrics::counter!("signet_signatures_total",
