@@ -71,8 +71,12 @@ pub(crate) enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Check the hash chain; fails naming the first bad row.
-    Verify,
+    /// Check the hash chain through the API, or a JSON-lines export of it (`--file`, offline, the
+    /// `[audit] sink`'s file); fails naming the first bad row (and line).
+    Verify {
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
     /// Print events after a sequence number.
     List {
         #[arg(long, default_value_t = 0)]
@@ -274,13 +278,16 @@ async fn list(client: &Client, set: Option<&str>) -> Result<Value, Failure> {
 }
 
 pub(crate) fn audit(args: &ClientArgs, cmd: AuditCommand) -> ExitCode {
+    if let AuditCommand::Verify { file: Some(path) } = &cmd {
+        return super::audit_file::verify(path, args.json);
+    }
     let (client, rt) = match prepare(args) {
         Ok(v) => v,
         Err(code) => return code,
     };
     rt.block_on(async {
         match cmd {
-            AuditCommand::Verify => match client
+            AuditCommand::Verify { .. } => match client
                 .call(reqwest::Method::GET, "/v1/audit/verify", None)
                 .await
             {

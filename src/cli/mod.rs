@@ -2,6 +2,7 @@
 //! HTTP layer together; holds no logic of its own.
 
 mod admin;
+mod audit_file;
 mod bench;
 mod certs;
 mod serve;
