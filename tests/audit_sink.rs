@@ -84,13 +84,21 @@ fn verify_file(path: &Path) -> (i32, String, String) {
         .output()
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 /// A copy of `lines` at `dir/name`, one JSON text a line.
 fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
     path
 }
 
@@ -132,7 +140,11 @@ async fn the_sink_holds_the_chain_and_verify_file_finds_any_edit() {
     let mut third: Value = serde_json::from_str(&edited[2]).unwrap();
     third["actor"] = json!("mallory");
     edited[2] = third.to_string();
-    fails_at("edited", edited, "line 3 (seq 3): contents do not match its hash");
+    fails_at(
+        "edited",
+        edited,
+        "line 3 (seq 3): contents do not match its hash",
+    );
     // A detail changed.
     let mut detail = text.clone();
     let mut fourth: Value = serde_json::from_str(&detail[3]).unwrap();
@@ -164,7 +176,10 @@ async fn the_sink_holds_the_chain_and_verify_file_finds_any_edit() {
 
 async fn readyz(local: &Local) -> Value {
     let (status, body) = local.get("/readyz", Some(ADMIN_TOKEN)).await;
-    assert_eq!(status, 200, "signing goes on while the sink is down: {body}");
+    assert_eq!(
+        status, 200,
+        "signing goes on while the sink is down: {body}"
+    );
     body
 }
 
@@ -199,9 +214,19 @@ async fn a_sink_that_cannot_be_written_shows_in_readyz_and_loses_no_event() {
     sign(&local).await;
     let body = wait_sink(&local, "down").await;
     assert_eq!(body["status"], "degraded", "{body}");
-    assert!(body["audit_sink"]["reason"].as_str().unwrap().contains("audit.jsonl"), "{body}");
+    assert!(
+        body["audit_sink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("audit.jsonl"),
+        "{body}"
+    );
     let (status, public) = local.get("/readyz", None).await;
-    assert_eq!((status, &public["audit_sink"]), (200, &json!("down")), "{public}");
+    assert_eq!(
+        (status, &public["audit_sink"]),
+        (200, &json!("down")),
+        "{public}"
+    );
     sign(&local).await;
 
     // Back: every event written meanwhile follows, once each, in order.

@@ -64,7 +64,10 @@ fn check(path: &Path) -> Result<Value, Value> {
     };
     let (first_seq, prev) = (first.seq, first.prev_hash.clone());
     let (start, from) = if first_seq == 1 {
-        (GENESIS.to_string(), "from the start of the chain".to_string())
+        (
+            GENESIS.to_string(),
+            "from the start of the chain".to_string(),
+        )
     } else {
         (
             prev.clone(),

@@ -80,7 +80,10 @@ fn audit_sink() {
         ("file:/tmp", "is a directory"),
     ] {
         let e = with(bad).unwrap_err();
-        assert_eq!((e.file.as_str(), e.key.as_str()), ("test.toml", "audit.sink"));
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("test.toml", "audit.sink")
+        );
         assert!(e.reason.contains(why), "{bad}: {}", e.reason);
     }
 }

@@ -116,7 +116,9 @@ fn audit_sink(value: Option<&str>) -> Result<Option<AuditSink>> {
         return Ok(Some(AuditSink::Stdout));
     }
     let Some(path) = value.strip_prefix("file:") else {
-        return err(format!("`{value}` is neither \"stdout\" nor \"file:<path>\""));
+        return err(format!(
+            "`{value}` is neither \"stdout\" nor \"file:<path>\""
+        ));
     };
     if path.trim().is_empty() {
         return err("`file:` needs a path".into());

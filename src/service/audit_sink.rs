@@ -114,7 +114,11 @@ fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// newline was cut short: it is cut off, to be written again.
 fn last_seq(path: &Path) -> Result<i64, String> {
     let shown = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(shown(e)),
@@ -181,7 +185,10 @@ impl Service {
                 return self.sink_ok(after);
             };
             if events[0].seq != after + 1 {
-                let e = format!("the store's trail goes from seq {after} to {}", events[0].seq);
+                let e = format!(
+                    "the store's trail goes from seq {after} to {}",
+                    events[0].seq
+                );
                 return self.sink_failed(e, Some(last));
             }
             let lines: String = (events.iter())
@@ -201,7 +208,11 @@ impl Service {
     fn sink_ok(&self, written: i64) {
         let mut s = write(&self.audit_sink);
         if let Some((since, _)) = s.down.take() {
-            tracing::info!(down_since = since, written, "the audit sink is written again");
+            tracing::info!(
+                down_since = since,
+                written,
+                "the audit sink is written again"
+            );
         }
         s.written = written;
         s.seen = s.seen.max(written);
@@ -213,7 +224,10 @@ impl Service {
         let mut s = write(&self.audit_sink);
         s.seen = s.seen.max(seen.unwrap_or(0));
         if s.down.is_none() {
-            tracing::error!(error, "the audit sink cannot be written; events wait in the store");
+            tracing::error!(
+                error,
+                "the audit sink cannot be written; events wait in the store"
+            );
         }
         let since = s.down.as_ref().map_or(now, |(since, _)| *since);
         s.down = Some((since, error));
@@ -248,7 +262,10 @@ mod tests {
         assert_eq!(last_seq(&path), Ok(0));
         std::fs::write(&path, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"hash\":\"ab").unwrap();
         assert_eq!(last_seq(&path), Ok(2));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"seq\":1}\n{\"seq\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"seq\":1}\n{\"seq\":2}\n"
+        );
         std::fs::write(&path, "not json\n").unwrap();
         assert!(last_seq(&path).unwrap_err().contains("not an audit event"));
     }
