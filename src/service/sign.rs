@@ -104,6 +104,19 @@ impl SetKeys<'_> {
         }
     }
 
+    /// The key set's records (oldest first), for an operation that picks by version.
+    pub fn records(&self) -> &[crate::keys::KeyRecord] {
+        self.view.records(&self.set.name)
+    }
+
+    pub fn set(&self) -> &KeySetConfig {
+        self.set
+    }
+
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
     /// The key `kid` of this key set, ready to sign, whatever its state: the operation applies the
     /// lifecycle rule that lets it sign.
     pub fn signer(&self, kid: &str) -> Result<SigningKey, ServiceError> {
@@ -251,6 +264,7 @@ fn observe<T>(cfg: &KeySetConfig, result: &Result<T, ServiceError>) {
             | ServiceError::Message(_)
             | ServiceError::PayloadNotBase64url(_)
             | ServiceError::Compact(_)
+            | ServiceError::Transit(_)
             | ServiceError::ProfileUnmatched(_)
             | ServiceError::KidNotActive { .. }
             | ServiceError::WrongProfile { .. },
