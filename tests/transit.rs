@@ -373,6 +373,19 @@ async fn refusals_use_vaults_error_envelope() {
         );
         assert_eq!(ctype, "application/json");
     }
+    // Every credential presented must be valid: an unknown X-Vault-Token next to a good bearer
+    // token, or two tokens of different clients, are refused.
+    for vault_token in ["not-a-token", LIMITED_TOKEN] {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(SIGNER_TOKEN)
+            .header("X-Vault-Token", vault_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{vault_token}");
+    }
     // PSS salt other than the hash length; a raw call shows the envelope and content type.
     let ps = format!("{base}/v1/transit/sign/ps");
     let (status, ctype, out) = raw(

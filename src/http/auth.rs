@@ -151,31 +151,29 @@ fn authenticate(parts: &Parts, state: &AppState, vault: bool) -> Result<Caller, 
         .and_then(|ConnectInfo(peer)| peer.cert.as_deref())
         .map(|id| clients.by_cert(id))
         .transpose()?;
-    let vault_token = parts.headers.get("x-vault-token").filter(|_| vault);
-    let by_token = match (
-        parts.headers.get(axum::http::header::AUTHORIZATION),
-        vault_token,
-    ) {
-        (Some(header), _) => Some(bearer(header, clients)?),
-        (None, Some(token)) => Some(by_vault_token(token, clients)?),
-        (None, None) => None,
+    let by_token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+        Some(header) => Some(bearer(header, clients)?),
+        None => None,
     };
-    let client = match (by_cert, by_token) {
-        (Some(c), None) | (None, Some(c)) => c,
-        (Some(c), Some(t)) if c.name == t.name => c,
-        (Some(_), Some(_)) => {
-            return Err(Problem::new(
-                "conflicting_credentials",
-                "the client certificate and the bearer token name different clients",
-            ));
-        }
-        (None, None) => {
-            return Err(Problem::new(
-                "unauthorized",
-                "a bearer token or a client certificate is required",
-            ));
-        }
+    // Every credential presented must be valid and name the same client.
+    let by_vault = match parts.headers.get("x-vault-token").filter(|_| vault) {
+        Some(token) => Some(by_vault_token(token, clients)?),
+        None => None,
     };
+    let mut found = [by_cert, by_token, by_vault].into_iter().flatten();
+    let Some(client) = found.next() else {
+        return Err(Problem::new(
+            "unauthorized",
+            "a bearer token or a client certificate is required",
+        ));
+    };
+    if found.any(|other| other.name != client.name) {
+        return Err(Problem::new(
+            "conflicting_credentials",
+            "the credentials presented (client certificate, bearer token, X-Vault-Token) name \
+             different clients",
+        ));
+    }
     clients.charge(&client)?;
     Ok(Caller(client))
 }

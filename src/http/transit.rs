@@ -124,7 +124,7 @@ fn envelope(data: Value) -> Json<Value> {
     }))
 }
 
-#[utoipa::path(post, path = "/v1/transit/sign/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = SignBody, responses((status = 200, description = "Vault's envelope; `data` holds `signature` (`vault:v<N>:...`) and `key_version`, or `batch_results`", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457): 400 bad input or a key version that may not sign, 403 permission denied, 429", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/transit/sign/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = SignBody, responses((status = 200, description = "Vault's envelope; `data` holds `signature` (`vault:v<N>:...`) and `key_version`, or `batch_results`", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457): 400 bad input or a key version that may not sign, 403 permission denied, 429", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
 pub(crate) async fn sign(
     State(state): State<AppState>,
     VaultCaller(caller): VaultCaller,
@@ -134,7 +134,7 @@ pub(crate) async fn sign(
     sign_with(&state, &caller, &set, None, &body).await
 }
 
-#[utoipa::path(post, path = "/v1/transit/sign/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = SignBody, responses((status = 200, description = "as POST /v1/transit/sign/{set}", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/transit/sign/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = SignBody, responses((status = 200, description = "as POST /v1/transit/sign/{set}", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
 pub(crate) async fn sign_hash(
     State(state): State<AppState>,
     VaultCaller(caller): VaultCaller,
@@ -185,7 +185,7 @@ async fn sign_with(
     Ok(envelope(json!({ "batch_results": results })))
 }
 
-#[utoipa::path(post, path = "/v1/transit/verify/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = VerifyBody, responses((status = 200, description = "Vault's envelope; `data` holds `valid`, or `batch_results`", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/transit/verify/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = VerifyBody, responses((status = 200, description = "Vault's envelope; `data` holds `valid`, or `batch_results`", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
     VaultCaller(caller): VaultCaller,
@@ -195,7 +195,7 @@ pub(crate) async fn verify(
     verify_with(&state, &caller, &set, None, &body)
 }
 
-#[utoipa::path(post, path = "/v1/transit/verify/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = VerifyBody, responses((status = 200, description = "as POST /v1/transit/verify/{set}", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/transit/verify/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = VerifyBody, responses((status = 200, description = "as POST /v1/transit/verify/{set}", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
 pub(crate) async fn verify_hash(
     State(state): State<AppState>,
     VaultCaller(caller): VaultCaller,
@@ -252,7 +252,7 @@ fn verify_with(
     Ok(envelope(json!({ "batch_results": results })))
 }
 
-#[utoipa::path(get, path = "/v1/transit/keys/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "Vault's read-key shape: `type`, `keys` (version -> PEM `public_key`, `creation_time`, `name`, and Signet's `kid` and `state`), `latest_version` (the active key's)...", body = TransitKeyDoc), (status = "4XX", description = "Vault's error body (not RFC 9457): 403 permission denied, 404 no such key set", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/transit/keys/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), responses((status = 200, description = "Vault's read-key shape: `type`, `keys` (version -> PEM `public_key`, `creation_time`, `name`, and Signet's `kid` and `state`), `latest_version` (the active key's)...", body = TransitKeyDoc), (status = "4XX", description = "Vault's error body (not RFC 9457): 403 permission denied, 404 no such key set", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
 pub(crate) async fn read_key(
     State(state): State<AppState>,
     VaultCaller(caller): VaultCaller,
