@@ -264,3 +264,32 @@ fn parse_signature(signature: &str) -> Result<(u32, &str), ServiceError> {
         .map_err(|_| ServiceError::Transit("invalid signature: version number".into()))?;
     Ok((version, encoded))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_creation_then_activation_then_kid() {
+        // The first key and its next key, created in the same second: the first activates at once.
+        let first = KeyRecord::for_test("zzz", 100);
+        let mut next = KeyRecord::for_test("aaa", 200);
+        next.created_at = 100;
+        let mut later = KeyRecord::for_test("mmm", 300);
+        later.created_at = 150;
+        let records = [later.clone(), next.clone(), first.clone()];
+        let kids: Vec<&str> = versions(&records).iter().map(|r| r.kid.as_str()).collect();
+        assert_eq!(kids, ["zzz", "aaa", "mmm"]);
+    }
+
+    #[test]
+    fn signatures_carry_their_version() {
+        assert_eq!(parse_signature("vault:v12:abc=").unwrap(), (12, "abc="));
+        for bad in ["abc", "vault:vx:abc", "vault:v1", "v1:abc"] {
+            assert!(matches!(
+                parse_signature(bad),
+                Err(ServiceError::Transit(_))
+            ));
+        }
+    }
+}
