@@ -22,7 +22,12 @@ const MOUNT: &str = "transit";
 
 fn sets() -> Vec<Set<'static>> {
     vec![
-        set("gen", "generic", "ES256"),
+        Set {
+            name: "gen",
+            profile: "generic",
+            alg: "ES256",
+            extra: "audit_signatures = true",
+        },
         set("es", "id_token", "ES256"),
         set("ps", "id_token", "PS256"),
         set("ed", "id_token", "EdDSA"),
@@ -273,6 +278,22 @@ async fn asn1_ecdsa_signatures_are_der_and_generic_sets_sign_any_bytes() {
     );
     let third = results[2]["signature"].as_str().unwrap();
     assert!(verify(&client, "gen", b"three", third, false).await);
+
+    // Each signature (each batch item) has its own audit event; the refused item and verify none.
+    let (status, out) = local.get("/v1/audit?limit=1000", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{out}");
+    let digests: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "signed" && e["key_set"] == "gen")
+        .map(|e| e["detail"]["input_sha256"].as_str().unwrap())
+        .collect();
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b))
+    };
+    assert_eq!(digests, [sha(message), sha(b"one"), sha(b"three")]);
 }
 
 #[tokio::test]
@@ -412,4 +433,51 @@ async fn refusals_use_vaults_error_envelope() {
     let (status, _, out) = raw("POST", &url, Some(SIGNER_TOKEN), &body).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["data"]["key_version"], 1);
+}
+
+#[tokio::test]
+async fn after_a_rotation_the_old_version_signs_only_within_the_grace() {
+    let local = Local::start(&sets(), |c| c).await;
+    let base = local.serve().await;
+    let client = vault(&base, SIGNER_TOKEN);
+    let keys = listing(&base, "gen").await;
+    let (v1, v2) = (&keys["keys"]["1"]["kid"], &keys["keys"]["2"]["kid"]);
+    let (status, out) = local
+        .post(
+            "/v1/key-sets/gen/rotate",
+            Some(ADMIN_TOKEN),
+            &json!({"force": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    // A rotation in the second of the last activation takes effect a second later.
+    local.clock.advance(1);
+    let keys = listing(&base, "gen").await;
+    assert_eq!(keys["latest_version"], 2, "{keys}");
+    // Versions are stable: the same kids under the same numbers.
+    assert_eq!(
+        (&keys["keys"]["1"]["kid"], &keys["keys"]["2"]["kid"]),
+        (v1, v2)
+    );
+    let sign_v1 = || async {
+        let mut opts = SignDataRequestBuilder::default();
+        opts.key_version(1u64);
+        transit::data::sign(&client, MOUNT, "gen", &B64.encode("x"), Some(&mut opts)).await
+    };
+    // Within activation_grace (default 30s) the superseded version still signs...
+    let signed = sign_v1().await.unwrap();
+    assert!(signed.signature.starts_with("vault:v1:"));
+    let latest = transit::data::sign(&client, MOUNT, "gen", &B64.encode("x"), None)
+        .await
+        .unwrap();
+    assert!(latest.signature.starts_with("vault:v2:"));
+    // ...past it, it is retired and refuses; its signatures still verify.
+    local.clock.advance(31);
+    let (code, errors) = api_error(sign_v1().await.unwrap_err());
+    assert_eq!(code, 400);
+    assert!(
+        errors[0].contains("version 1") && errors[0].contains("retired"),
+        "{errors:?}"
+    );
+    assert!(verify(&client, "gen", b"x", &signed.signature, false).await);
 }
