@@ -116,6 +116,7 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::Policy(p) => p.code(),
         ServiceError::Message(m) => m.code(),
         ServiceError::PayloadNotBase64url(_) => "payload_not_base64url",
+        ServiceError::Transit(_) => "invalid_request",
         ServiceError::Compact(c) => c.code(),
         ServiceError::ProfileUnmatched(_) => "profile_unmatched",
         ServiceError::KidNotActive { .. } => "kid_not_active",

@@ -48,6 +48,10 @@ pub enum ServiceError {
         active_kid: Option<String>,
         next_kid: Option<String>,
     },
+    /// A Vault Transit request Signet refuses (options, input, key version): the message is
+    /// what the caller reads in Vault's `errors`.
+    #[error("{0}")]
+    Transit(String),
     #[error("`payload` must be base64url")]
     PayloadNotBase64url(#[source] base64::DecodeError),
     #[error("key set `{0}` has no active key")]

@@ -23,6 +23,8 @@ pub(crate) mod reconcile;
 mod route;
 mod sign;
 mod signing_key;
+mod transit;
+mod transit_keys;
 mod view;
 
 use std::sync::atomic::AtomicUsize;
@@ -42,6 +44,7 @@ pub use jws_sign::{SignJws, SignJwt, Signed};
 pub(crate) use read::{KeyEntry, KeyListing, Rfc3339};
 pub use sign::{SetKeys, SignOperation};
 pub(crate) use signing_key::SigningKeys;
+pub use transit::{Marshaling, TransitOptions, TransitSign, TransitSigned};
 pub(crate) use view::{Jwks, KeyView};
 
 /// Current time in unix seconds; tests move it instead of sleeping.
