@@ -94,7 +94,13 @@ fn with_cert(mut req: Request<Body>, cn: &[&str], uris: &[&str]) -> Request<Body
 fn sets() -> Vec<Set<'static>> {
     vec![
         set("id", "id_token", "ES256"),
-        set("at", "access_token", "ES256"),
+        // Destroyed within the request (the default `destroy_delay` of 7d schedules it).
+        Set {
+            name: "at",
+            profile: "access_token",
+            alg: "ES256",
+            extra: "destroy_delay = \"0s\"",
+        },
         set("intro", "introspection", "ES256"),
         set("logout", "logout_token", "ES256"),
         set("generic", "generic", "ES256"),
@@ -773,6 +779,16 @@ async fn admin(main: &Local, reached: &mut Reached) {
         "destroy the active key",
         main.send(destroy).await,
         "key_in_use",
+    );
+    let cancel = post(
+        &format!("/v1/key-sets/id/keys/{id_active}/cancel-destruction"),
+        a,
+        &json!({}),
+    );
+    reached.check(
+        "cancel a destruction never scheduled",
+        main.send(cancel).await,
+        "no_pending_destruction",
     );
     // Revoke and destroy twice.
     let (status, out) = main

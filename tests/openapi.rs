@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/key-sets/{set}/keys/{kid}/revoke"),
     ("post", "/v1/key-sets/{set}/keys/import"),
     ("delete", "/v1/key-sets/{set}/keys/{kid}"),
+    ("post", "/v1/key-sets/{set}/keys/{kid}/cancel-destruction"),
     ("post", "/v1/key-sets/{set}/keys/{kid}/csr"),
     ("put", "/v1/key-sets/{set}/keys/{kid}/certificate"),
     ("get", "/v1/audit"),

@@ -158,6 +158,9 @@ pub struct Policy {
     pub min_publish: Duration,
     pub retain: Duration,
     pub destroy_after: Option<Duration>,
+    /// How long `DELETE .../keys/{kid}` waits before the private object is destroyed (0: at
+    /// once, within the request); cancellable meanwhile.
+    pub destroy_delay: Duration,
     pub max_lifetime: Duration,
     pub clock_skew: Duration,
     /// How long after a rotation the superseded key may still sign a caller-built JWS

@@ -82,6 +82,7 @@ pub struct RawKeySet {
     pub clock_skew: Option<String>,
     pub activation_grace: Option<String>,
     pub destroy_after: Option<String>,
+    pub destroy_delay: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
     pub allow_exposed_import: Option<bool>,

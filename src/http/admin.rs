@@ -1,4 +1,5 @@
-//! Admin and auditor routes: key lists, rotate, revoke, import, destroy, the audit trail.
+//! Admin and auditor routes: key lists, rotate, revoke, import, destroy (and its cancellation),
+//! the audit trail.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -167,17 +168,38 @@ pub(crate) async fn import(
     }
 }
 
-#[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed; the public JWK stays"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed (key set `destroy_delay` 0s); the public JWK stays"), (status = 202, description = "destruction scheduled: the key shows `pending_destruction`, or the request waits for a second admin (`approval`)"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn destroy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((set, kid)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    match state.service.destroy(&set, &kid, caller.name()).await {
+        Ok(entry) if entry.destroyed_at.is_none() => {
+            Ok((StatusCode::ACCEPTED, Json(json!(entry))).into_response())
+        }
+        Ok(entry) => Ok(Json(json!(entry)).into_response()),
+        Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/{kid}/cancel-destruction", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the pending destruction is cancelled; the key is shown"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn cancel_destruction(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     state.service.key_set(&set)?;
-    match state.service.destroy(&set, &kid, caller.name()).await {
+    match state
+        .service
+        .cancel_destruction(&set, &kid, caller.name())
+        .await
+    {
         Ok(entry) => Ok(Json(json!(entry))),
-        Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
+        Err(e) => Err(refused(&state, &caller, "cancel-destruction", &set, e).await),
     }
 }
 

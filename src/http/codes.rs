@@ -93,6 +93,7 @@ pub const CODES: &[ProblemCode] = &[
     c("no_next_key", S::CONFLICT),
     c("already_revoked", S::CONFLICT),
     c("already_destroyed", S::CONFLICT),
+    c("no_pending_destruction", S::CONFLICT),
     c("key_in_use", S::CONFLICT),
     c("key_exists", S::CONFLICT),
     c("concurrent_change", S::CONFLICT),

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::import))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::destroy))
+        .routes(routes!(admin::cancel_destruction))
         .routes(routes!(certs::csr))
         .routes(routes!(certs::certificate))
         .routes(routes!(admin::audit))

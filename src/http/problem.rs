@@ -149,6 +149,7 @@ fn refusal_code(r: &Refusal) -> &'static str {
         Refusal::NoNextKey(_) => "no_next_key",
         Refusal::AlreadyRevoked(_) => "already_revoked",
         Refusal::AlreadyDestroyed(_) => "already_destroyed",
+        Refusal::NoPendingDestruction(_) => "no_pending_destruction",
         Refusal::KeyInUse { .. } => "key_in_use",
         Refusal::KeyExists(_) => "key_exists",
         Refusal::CertificateRequired(_) => "certificate_required",

@@ -91,6 +91,10 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
     pub destroyed_at: Option<i64>,
+    /// When the scheduler destroys the private object (pending destruction), if scheduled.
+    pub destroy_at: Option<i64>,
+    /// When a pending destruction was last cancelled (`destroy_after` does not schedule it again).
+    pub destroy_cancelled_at: Option<i64>,
     /// `None` for a key stored before Signet recorded provenance, until reconciliation reads it.
     pub provenance: Option<Provenance>,
     /// Created while its key set had `require_certificate = true`: the key does not take over
@@ -118,6 +122,8 @@ impl KeyRecord {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            destroy_at: None,
+            destroy_cancelled_at: None,
             provenance: None,
             certificate_required: false,
             certified_at: None,

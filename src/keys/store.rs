@@ -51,6 +51,20 @@ pub enum KeyChange {
     /// audit event, it orders that event before any revocation of the key (else a
     /// [`StoreError::Conflict`], and the signature is withheld).
     NotRevoked { key_set: String, kid: String },
+    /// Schedules the destruction of a key's private object at `at`; a key already destroyed or
+    /// with a destruction pending is a [`StoreError::Conflict`].
+    ScheduleDestruction {
+        key_set: String,
+        kid: String,
+        at: i64,
+    },
+    /// Cancels a pending destruction (recorded at `at`); a key destroyed or with none pending is
+    /// a [`StoreError::Conflict`].
+    CancelDestruction {
+        key_set: String,
+        kid: String,
+        at: i64,
+    },
     /// Records that the key's private object was destroyed.
     Destroyed {
         key_set: String,

@@ -117,6 +117,8 @@ pub enum Refusal {
     AlreadyRevoked(String),
     #[error("key {0} is already destroyed")]
     AlreadyDestroyed(String),
+    #[error("key {0} has no pending destruction to cancel")]
+    NoPendingDestruction(String),
     #[error("key {kid} is {state}; only expired or revoked keys can be destroyed")]
     KeyInUse { kid: String, state: &'static str },
     #[error("key {0} is already managed by Signet")]

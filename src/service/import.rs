@@ -79,6 +79,8 @@ impl Service {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            destroy_at: None,
+            destroy_cancelled_at: None,
             provenance: Some(provenance),
             certificate_required: cfg.require_certificate && !records.is_empty(),
             certified_at: None,

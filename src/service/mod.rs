@@ -9,6 +9,7 @@ mod backends;
 mod certs;
 mod compact_sign;
 mod context;
+mod destruction;
 mod error;
 mod health;
 pub mod hsm_signer;
@@ -155,8 +156,8 @@ impl Service {
             if let Err(e) = self.note_activation(set).await {
                 tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot record the activation");
             }
-            if let Err(e) = self.destroy_expired(set).await {
-                tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot destroy expired keys");
+            if let Err(e) = self.destroy_due(set).await {
+                tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot destroy keys whose time has come");
             }
         }
     }
