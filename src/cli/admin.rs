@@ -18,7 +18,7 @@ pub(crate) struct ClientArgs {
     url: String,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +154,7 @@ pub(super) fn fail(f: Failure) -> ExitCode {
 }
 
 /// The API client and a runtime for one command; the exit code to return when either is missing.
-fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitCode> {
+pub(super) fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitCode> {
     let client = Client::new(args).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)

@@ -3,6 +3,13 @@
 use serde_json::{Value, json};
 
 pub(super) fn print_keys(v: &Value) {
+    if let Some(a) = v.get("approval") {
+        // Held by the two-person rule.
+        super::approvals::print_approvals(std::slice::from_ref(a));
+        let id = a["id"].as_str().unwrap_or_default();
+        println!("held for a second admin: signet approvals approve {id}");
+        return;
+    }
     let sets: Vec<&Value> = match v.get("key_sets").and_then(Value::as_array) {
         Some(all) => all.iter().collect(),
         None if v.get("keys").is_some() => vec![v],

@@ -3,6 +3,7 @@
 //! Owns file reading, `SIGNET_...` overrides and every start-up check of a field. Knows nothing of
 //! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
 
+mod approvals;
 mod client;
 mod key_set;
 mod key_set_profiles;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::signing::{Algorithm, Profile};
 
+pub use approvals::{Approvable, ApprovalsConfig};
 pub use validate::{format_duration, parse_duration};
 
 /// The validated configuration.
@@ -25,6 +27,8 @@ pub struct Config {
     pub hsms: Vec<HsmConfig>,
     pub key_sets: Vec<KeySetConfig>,
     pub clients: Vec<ClientConfig>,
+    /// `[approvals]`: the two-person rule.
+    pub approvals: ApprovalsConfig,
 }
 
 #[derive(Debug, Clone)]

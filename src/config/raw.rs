@@ -16,6 +16,15 @@ pub struct RawConfig {
     pub key_set: Vec<RawKeySet>,
     #[serde(default)]
     pub client: Vec<RawClient>,
+    pub approvals: Option<RawApprovals>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    #[serde(default)]
+    pub require: Vec<String>,
+    pub expire: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

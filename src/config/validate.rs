@@ -104,6 +104,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         hsms,
         key_sets,
         clients,
+        approvals: super::approvals::approvals(raw.approvals.as_ref())?,
     })
 }
 

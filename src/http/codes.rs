@@ -105,6 +105,11 @@ pub const CODES: &[ProblemCode] = &[
     c("key_type_mismatch", S::BAD_REQUEST),
     c("key_material_exposed", S::BAD_REQUEST),
     c("audit_chain_broken", S::CONFLICT),
+    // The two-person rule (`[approvals]`, `/v1/approvals/{id}/approve|reject`).
+    c("approval_not_found", S::NOT_FOUND),
+    c("self_approval", S::FORBIDDEN),
+    c("approval_expired", S::CONFLICT),
+    c("approval_decided", S::CONFLICT),
     // Certificates of keys (`PUT .../certificate`, and rotation under `require_certificate`).
     c("certificate_key_mismatch", S::BAD_REQUEST),
     c("certificate_invalid", S::BAD_REQUEST),

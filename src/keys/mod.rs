@@ -3,6 +3,7 @@
 //!
 //! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
 
+pub mod approvals;
 pub mod audit;
 pub mod lifecycle;
 mod postgres;
@@ -13,6 +14,7 @@ mod store;
 
 use serde_json::{Map, Value};
 
+pub use approvals::{Approval, ApprovalStore};
 pub use audit::{AuditEvent, NewEvent};
 pub use lifecycle::KeyState;
 pub use postgres::PgStore;

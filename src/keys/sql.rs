@@ -32,6 +32,7 @@ use super::audit::{AuditEvent, GENESIS, NewEvent};
 use super::rows::{event, record};
 use super::{KeyChange, KeyRecord, Lease, Store, StoreError};
 
+mod approvals;
 mod destruction;
 
 /// What differs between the databases in how transactions are opened.

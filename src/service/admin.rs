@@ -184,8 +184,8 @@ impl Service {
         Ok(audit::verify(&events, head))
     }
 
-    /// Records a refused admin call (`call` on key set `set` by `actor`), with the problem code
-    /// and detail the caller was given.
+    /// Records a refused admin call (`call` on key set `set`, if any, by `actor`), with the
+    /// problem code and detail the caller was given.
     pub(crate) async fn audit_refusal(
         &self,
         actor: &str,
@@ -195,9 +195,11 @@ impl Service {
         detail: &str,
     ) -> Result<(), ServiceError> {
         self.store_reachable()?;
-        let event = NewEvent::new(self.now(), actor, "refused")
-            .set(set)
+        let mut event = NewEvent::new(self.now(), actor, "refused")
             .detail(json!({ "call": call, "code": code, "detail": detail }));
+        if !set.is_empty() {
+            event = event.set(set);
+        }
         Ok(self.store.apply(&[], &[event]).await?)
     }
 }

@@ -5,6 +5,7 @@
 //! Wires `hsm/`, `keys/` and `signing/` together; knows nothing of axum.
 
 mod admin;
+mod approvals;
 mod backends;
 mod certs;
 mod compact_sign;
@@ -34,9 +35,10 @@ use crate::keys::{KeyRecord, Store};
 use crate::support::{Chain, read, write};
 
 pub(crate) use crate::signing::x509::CsrRequest;
+pub(crate) use approvals::{ApprovalView, Executed, Held};
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
 pub use compact_sign::{CompactSigned, SignCompact};
-pub use error::{Invalid, Refusal, ServiceError};
+pub use error::{ApprovalRefusal, Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};
 pub(crate) use import::ImportBy;
 pub use jws_sign::{SignJws, SignJwt, Signed};
