@@ -5,6 +5,7 @@
 //! Knows the service core and nothing of cryptoki; `router(state)` is what tests drive.
 
 mod admin;
+mod approvals;
 mod auth;
 mod certs;
 mod codes;
@@ -95,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::import))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::destroy))
+        .routes(routes!(admin::cancel_destruction))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
         .routes(routes!(certs::csr))
         .routes(routes!(certs::certificate))
         .routes(routes!(admin::audit))
