@@ -22,6 +22,7 @@ use signet::http::tls::{CertIdentity, TlsPeer};
 use signet::service::BackendState;
 
 const SLOW_TOKEN: &str = "test-slow-token";
+const SECOND_ADMIN: &str = "test-second-admin-token";
 
 /// The codes reached so far, each checked against the table.
 #[derive(Default)]
@@ -94,7 +95,13 @@ fn with_cert(mut req: Request<Body>, cn: &[&str], uris: &[&str]) -> Request<Body
 fn sets() -> Vec<Set<'static>> {
     vec![
         set("id", "id_token", "ES256"),
-        set("at", "access_token", "ES256"),
+        // Destroyed within the request (the default `destroy_delay` of 7d schedules it).
+        Set {
+            name: "at",
+            profile: "access_token",
+            alg: "ES256",
+            extra: "destroy_delay = \"0s\"",
+        },
         set("intro", "introspection", "ES256"),
         set("logout", "logout_token", "ES256"),
         set("generic", "generic", "ES256"),
@@ -132,6 +139,11 @@ token_sha256 = "{}"
 rate = "1/m"
 
 [[client]]
+name = "second"
+role = "admin"
+token_sha256 = "{}"
+
+[[client]]
 name = "by-cn"
 role = "signer"
 key_sets = ["*"]
@@ -142,8 +154,13 @@ name = "by-uri"
 role = "signer"
 key_sets = ["*"]
 cert_san = "spiffe://example.org/as"
+
+[approvals]
+require = ["force"]
+expire = "1h"
 "#,
-        sha256_hex(SLOW_TOKEN)
+        sha256_hex(SLOW_TOKEN),
+        sha256_hex(SECOND_ADMIN),
     )
 }
 
@@ -157,6 +174,7 @@ async fn every_problem_code_is_reachable_through_the_api() {
     compact(&main, &mut reached).await;
     http_message(&main, &mut reached).await;
     admin(&main, &mut reached).await;
+    approvals(&main, &mut reached).await;
     certificates(&main, &mut reached).await;
     broken_keys(&main, &mut reached).await;
     replicas(&main, &mut reached).await;
@@ -774,6 +792,16 @@ async fn admin(main: &Local, reached: &mut Reached) {
         main.send(destroy).await,
         "key_in_use",
     );
+    let cancel = post(
+        &format!("/v1/key-sets/id/keys/{id_active}/cancel-destruction"),
+        a,
+        &json!({}),
+    );
+    reached.check(
+        "cancel a destruction never scheduled",
+        main.send(cancel).await,
+        "no_pending_destruction",
+    );
     // Revoke and destroy twice.
     let (status, out) = main
         .post(&revoke("at", &at_next), a, &json!({"reason": "test"}))
@@ -794,6 +822,53 @@ async fn admin(main: &Local, reached: &mut Reached) {
         main.send(again).await,
         "already_destroyed",
     );
+}
+
+/// The two-person rule (`[approvals] require = ["force"]`): deciding an approval.
+async fn approvals(main: &Local, reached: &mut Reached) {
+    let (a, b) = (Some(ADMIN_TOKEN), Some(SECOND_ADMIN));
+    let unknown = post("/v1/approvals/0123/approve", b, &json!({}));
+    reached.check(
+        "an unknown approval",
+        main.send(unknown).await,
+        "approval_not_found",
+    );
+    let held = |path: &str| post(path, a, &json!({"force": true}));
+    let (status, _, out) = main.send(held("/v1/key-sets/spare/rotate")).await;
+    assert_eq!(status, 202, "{out}");
+    let id = out["approval"]["id"].as_str().unwrap().to_string();
+    let approve = format!("/v1/approvals/{id}/approve");
+    let own = post(&approve, a, &json!({}));
+    reached.check(
+        "approving one's own request",
+        main.send(own).await,
+        "self_approval",
+    );
+    let (status, _, out) = main
+        .send(post(&format!("/v1/approvals/{id}/reject"), b, &json!({})))
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let again = post(&approve, b, &json!({}));
+    reached.check(
+        "approving a rejected request",
+        main.send(again).await,
+        "approval_decided",
+    );
+    let (status, _, out) = main.send(held("/v1/key-sets/spare/rotate")).await;
+    assert_eq!(status, 202, "{out}");
+    let approve = format!(
+        "/v1/approvals/{}/approve",
+        out["approval"]["id"].as_str().unwrap()
+    );
+    let now = main.service.now();
+    main.clock.advance(3600);
+    let late = post(&approve, b, &json!({}));
+    reached.check(
+        "approving too late",
+        main.send(late).await,
+        "approval_expired",
+    );
+    main.clock.set(now);
 }
 
 /// Certificate chains refused, and a rotation that waits for a certificate.

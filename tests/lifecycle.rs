@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 fn fast(c: String) -> String {
     c.replace("jwks_max_age = \"60s\"", "jwks_max_age = \"1s\"")
         .replace("min_publish = \"2m\"", "min_publish = \"2s\"")
-        .replace("retain = \"1h2m\"", "retain = \"1h1s\"")
+        .replace(
+            "retain = \"1h2m\"",
+            "retain = \"1h1s\"\ndestroy_delay = \"0s\"",
+        )
 }
 
 /// The service and the base URL the CLI reaches it at.

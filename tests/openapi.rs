@@ -14,6 +14,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/key-sets/{set}/sign/http"),
     ("post", "/v1/key-sets/{set}/sign/compact"),
     ("get", "/v1/key-sets/{set}/signing-key"),
+    ("post", "/v1/transit/sign/{set}"),
+    ("post", "/v1/transit/sign/{set}/{hash}"),
+    ("post", "/v1/transit/verify/{set}"),
+    ("post", "/v1/transit/verify/{set}/{hash}"),
+    ("get", "/v1/transit/keys/{set}"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/v1/key-sets/{set}/jwks"),
     ("get", "/v1/key-sets"),
@@ -22,6 +27,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/key-sets/{set}/keys/{kid}/revoke"),
     ("post", "/v1/key-sets/{set}/keys/import"),
     ("delete", "/v1/key-sets/{set}/keys/{kid}"),
+    ("post", "/v1/key-sets/{set}/keys/{kid}/cancel-destruction"),
+    ("get", "/v1/approvals"),
+    ("post", "/v1/approvals/{id}/approve"),
+    ("post", "/v1/approvals/{id}/reject"),
     ("post", "/v1/key-sets/{set}/keys/{kid}/csr"),
     ("put", "/v1/key-sets/{set}/keys/{kid}/certificate"),
     ("get", "/v1/audit"),
@@ -77,8 +86,9 @@ async fn openapi_documents_exactly_the_routes_the_service_answers() {
         let r = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
+        let vault_unsupported = body["errors"][0] == "unsupported path";
         assert!(
-            status != 405 && body["code"] != "not_found",
+            status != 405 && body["code"] != "not_found" && !vault_unsupported,
             "{method} {path}: {status} {body}"
         );
     }

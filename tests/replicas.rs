@@ -318,6 +318,8 @@ fn record(kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        destroy_at: None,
+        destroy_cancelled_at: None,
         provenance: None,
         certificate_required: false,
         certified_at: None,

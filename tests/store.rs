@@ -45,6 +45,7 @@ on_both!(
     lease_take_renew_expire_release,
     concurrent_writers_leave_one_chain_and_one_next_key,
     reopening_migrates_again_harmlessly,
+    destruction_schedule_and_cancel,
 );
 
 async fn keys_round_trip_every_column(db: Db) {
@@ -64,6 +65,8 @@ async fn keys_round_trip_every_column(db: Db) {
     full.revoked_at = Some(250);
     full.revoke_reason = Some("compromised: ü".into());
     full.destroyed_at = Some(260);
+    full.destroy_at = Some(255);
+    full.destroy_cancelled_at = Some(252);
     // Every Option unset; keys() orders by key set, activation, then kid, in byte order.
     let plain = [
         key("b-set", "a", 5, 5),
@@ -167,6 +170,8 @@ async fn updates_need_a_live_key(db: Db) {
         revoked_at: Some(30),
         revoke_reason: Some("test".into()),
         destroyed_at: Some(50),
+        destroy_at: None,
+        destroy_cancelled_at: None,
         provenance: Some(exposed),
         ..k
     };
@@ -394,4 +399,57 @@ async fn reopening_migrates_again_harmlessly(db: Db) {
         .unwrap();
     let (events, head) = a.audit_all().await.unwrap();
     assert_eq!(verify(&events, head), Ok(2));
+}
+
+fn schedule(kid: &str, at: i64) -> KeyChange {
+    KeyChange::ScheduleDestruction {
+        key_set: "set".into(),
+        kid: kid.into(),
+        at,
+    }
+}
+
+fn cancel(kid: &str, at: i64) -> KeyChange {
+    KeyChange::CancelDestruction {
+        key_set: "set".into(),
+        kid: kid.into(),
+        at,
+    }
+}
+
+/// Delayed destruction's queries: one pending destruction at a time, a cancellation only of a
+/// pending one, neither once the key is destroyed; the schedule is in the store (a second store
+/// on the same database, as after a restart, sees it).
+async fn destruction_schedule_and_cancel(db: Db) {
+    let store = db.open().await;
+    store
+        .apply(&[insert(&key("set", "k", 1, 1))], &[])
+        .await
+        .unwrap();
+    assert_conflict(store.apply(&[cancel("k", 5)], &[]).await, "pending");
+    assert_conflict(store.apply(&[schedule("nope", 5)], &[]).await, "unknown");
+    let scheduled = event(2, "destruction_scheduled", "set", "k");
+    store
+        .apply(&[schedule("k", 100)], &[scheduled])
+        .await
+        .unwrap();
+    assert_conflict(store.apply(&[schedule("k", 200)], &[]).await, "pending");
+    let k = &store.keys().await.unwrap()[0];
+    assert_eq!((k.destroy_at, k.destroy_cancelled_at), (Some(100), None));
+    store.apply(&[cancel("k", 10)], &[]).await.unwrap();
+    assert_conflict(store.apply(&[cancel("k", 11)], &[]).await, "pending");
+    let k = &store.keys().await.unwrap()[0];
+    assert_eq!((k.destroy_at, k.destroy_cancelled_at), (None, Some(10)));
+    store.apply(&[schedule("k", 300)], &[]).await.unwrap();
+    let reopened = db.open().await;
+    assert_eq!(reopened.keys().await.unwrap()[0].destroy_at, Some(300));
+    reopened
+        .apply(&[destroyed("set", "k", 300)], &[])
+        .await
+        .unwrap();
+    assert_conflict(store.apply(&[cancel("k", 301)], &[]).await, "destroyed");
+    assert_conflict(store.apply(&[schedule("k", 400)], &[]).await, "destroyed");
+    // A failed change leaves the audit trail alone too.
+    let (events, _) = store.audit_all().await.unwrap();
+    assert_eq!(events.len(), 1);
 }

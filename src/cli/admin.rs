@@ -18,7 +18,7 @@ pub(crate) struct ClientArgs {
     url: String,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,8 +61,15 @@ pub(crate) enum KeysCommand {
     Csr(super::certs::CsrArgs),
     /// Attach the certificate chain a CA issued for a key (PEM file, leaf first).
     Certificate(super::certs::CertificateArgs),
-    /// Destroy the private object of an expired or revoked key (its public JWK is kept).
+    /// Destroy the private object of an expired or revoked key (its public JWK is kept): after
+    /// the key set's destroy_delay (shown as pending destruction), or at once when it is 0s.
     Destroy {
+        set: String,
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
+    /// Cancel a key's pending destruction.
+    CancelDestruction {
         set: String,
         #[arg(allow_hyphen_values = true)]
         kid: String,
@@ -151,7 +158,7 @@ pub(super) fn fail(f: Failure) -> ExitCode {
 }
 
 /// The API client and a runtime for one command; the exit code to return when either is missing.
-fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitCode> {
+pub(super) fn prepare(args: &ClientArgs) -> Result<(Client, tokio::runtime::Runtime), ExitCode> {
     let client = Client::new(args).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -228,6 +235,15 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                     .call(
                         Method::DELETE,
                         &format!("/v1/key-sets/{set}/keys/{kid}"),
+                        None,
+                    )
+                    .await
+            }
+            KeysCommand::CancelDestruction { set, kid } => {
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/key-sets/{set}/keys/{kid}/cancel-destruction"),
                         None,
                     )
                     .await

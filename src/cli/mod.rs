@@ -2,6 +2,7 @@
 //! HTTP layer together; holds no logic of its own.
 
 mod admin;
+mod approvals;
 mod audit_file;
 mod bench;
 mod certs;
@@ -60,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuditCommand,
     },
+    /// The two-person rule through the admin API: requests held for a second admin.
+    Approvals {
+        #[command(flatten)]
+        client: admin::ClientArgs,
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +115,7 @@ pub fn main() -> ExitCode {
         // The operator commands talk to a running service and need no configuration file.
         Command::Keys { client, command } => Ok(admin::keys(&client, command)),
         Command::Audit { client, command } => Ok(admin::audit(&client, command)),
+        Command::Approvals { client, command } => Ok(approvals::approvals(&client, command)),
         Command::CheckConfig => load(true).map(|config| {
             println!(
                 "{}: ok ({} hsm, {} key sets, {} clients)",

@@ -3,11 +3,18 @@
 use serde_json::{Value, json};
 
 pub(super) fn print_keys(v: &Value) {
+    if let Some(a) = v.get("approval") {
+        // Held by the two-person rule.
+        super::approvals::print_approvals(std::slice::from_ref(a));
+        let id = a["id"].as_str().unwrap_or_default();
+        println!("held for a second admin: signet approvals approve {id}");
+        return;
+    }
     let sets: Vec<&Value> = match v.get("key_sets").and_then(Value::as_array) {
         Some(all) => all.iter().collect(),
         None if v.get("keys").is_some() => vec![v],
         None => {
-            // A single key (import, destroy).
+            // A single key (import, destroy, cancel-destruction).
             let one = json!({ "key_set": "", "keys": [v] });
             return print_keys(&one);
         }
@@ -27,12 +34,15 @@ pub(super) fn print_keys(v: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
     for set in sets {
         for k in set["keys"].as_array().into_iter().flatten() {
-            let gone = match (k["revoked_at"].as_str(), k["destroyed_at"].as_str()) {
+            let mut gone = match (k["revoked_at"].as_str(), k["destroyed_at"].as_str()) {
                 (Some(r), Some(d)) => format!("revoked {r}, destroyed {d}"),
                 (Some(r), None) => format!("revoked {r}"),
                 (None, Some(d)) => format!("destroyed {d}"),
                 (None, None) => "-".into(),
             };
+            if let Some(p) = k["pending_destruction"].as_str() {
+                gone = format!("{gone}, destruction pending at {p}");
+            }
             rows.push([
                 text(&set["key_set"]),
                 text(&k["kid"]),

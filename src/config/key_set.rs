@@ -3,8 +3,8 @@
 
 use super::raw::{RawKeySet, RawServer};
 use super::validate::{
-    DEFAULT_ACTIVATION_GRACE, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_LIFETIME, DEFAULT_RSA_BITS, Result,
-    backends, duration, human, name_ok, nonzero,
+    DEFAULT_ACTIVATION_GRACE, DEFAULT_CLOCK_SKEW, DEFAULT_DESTROY_DELAY, DEFAULT_MAX_LIFETIME,
+    DEFAULT_RSA_BITS, Result, backends, duration, human, name_ok, nonzero,
 };
 use super::*;
 
@@ -133,6 +133,11 @@ fn policy(key: &dyn Fn(&str) -> String, raw: &RawKeySet, max_age: Duration) -> R
             .as_deref()
             .map(|d| duration(&key("destroy_after"), Some(d), ""))
             .transpose()?,
+        destroy_delay: duration(
+            &key("destroy_delay"),
+            raw.destroy_delay.as_deref(),
+            DEFAULT_DESTROY_DELAY,
+        )?,
         max_lifetime: nonzero(
             &key("max_lifetime"),
             raw.max_lifetime.as_deref(),

@@ -3,6 +3,7 @@
 //! Owns file reading, `SIGNET_...` overrides and every start-up check of a field. Knows nothing of
 //! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
 
+mod approvals;
 mod client;
 mod key_set;
 mod key_set_profiles;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::signing::{Algorithm, Profile};
 
+pub use approvals::{Approvable, ApprovalsConfig};
 pub use validate::{format_duration, parse_duration};
 
 /// The validated configuration.
@@ -27,6 +29,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Where every audit event is streamed for a SIEM (`[audit] sink`), if anywhere.
     pub audit_sink: Option<AuditSink>,
+    /// `[approvals]`: the two-person rule.
+    pub approvals: ApprovalsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +171,9 @@ pub struct Policy {
     pub min_publish: Duration,
     pub retain: Duration,
     pub destroy_after: Option<Duration>,
+    /// How long `DELETE .../keys/{kid}` waits before the private object is destroyed (0: at
+    /// once, within the request); cancellable meanwhile.
+    pub destroy_delay: Duration,
     pub max_lifetime: Duration,
     pub clock_skew: Duration,
     /// How long after a rotation the superseded key may still sign a caller-built JWS

@@ -17,12 +17,21 @@ pub struct RawConfig {
     #[serde(default)]
     pub client: Vec<RawClient>,
     pub audit: Option<RawAudit>,
+    pub approvals: Option<RawApprovals>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub sink: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    #[serde(default)]
+    pub require: Vec<String>,
+    pub expire: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +98,7 @@ pub struct RawKeySet {
     pub clock_skew: Option<String>,
     pub activation_grace: Option<String>,
     pub destroy_after: Option<String>,
+    pub destroy_delay: Option<String>,
     pub rsa_bits: Option<u32>,
     pub audit_signatures: Option<bool>,
     pub allow_exposed_import: Option<bool>,

@@ -29,6 +29,8 @@ pub(super) const DEFAULT_MAX_LIFETIME: &str = "1h";
 pub(super) const DEFAULT_CLOCK_SKEW: &str = "60s";
 pub(super) const DEFAULT_RSA_BITS: u32 = 2048;
 pub(super) const DEFAULT_ACTIVATION_GRACE: &str = "30s";
+/// DESIGN.md "HTTP API v1": destruction waits this long unless the key set says otherwise.
+pub(super) const DEFAULT_DESTROY_DELAY: &str = "7d";
 
 /// Parses a humantime duration ("90d", "2h", "10m", "30s", "1h 30m").
 pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
@@ -103,6 +105,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         key_sets,
         clients,
         audit_sink: audit_sink(raw.audit.as_ref().and_then(|a| a.sink.as_deref()))?,
+        approvals: super::approvals::approvals(raw.approvals.as_ref())?,
     })
 }
 

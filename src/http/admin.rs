@@ -1,4 +1,5 @@
-//! Admin and auditor routes: key lists, rotate, revoke, import, destroy, the audit trail.
+//! Admin and auditor routes: key lists, rotate, revoke, import, destroy (and its cancellation),
+//! the audit trail.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,8 +13,8 @@ use super::auth::Caller;
 use super::openapi::ProblemDoc;
 use super::problem::{ApiJson, ApiQuery, Problem};
 use crate::config::Role;
-use crate::keys::audit_json;
-use crate::service::{ImportBy, KeyListing, Rfc3339, ServiceError};
+use crate::keys::{KeyRecord, audit_json};
+use crate::service::{ApprovalView, Held, ImportBy, KeyEntry, KeyListing, Rfc3339, ServiceError};
 use crate::support::Chain;
 
 /// The key listing of `set` as JSON, for the answers that add members to it.
@@ -58,13 +59,13 @@ pub(crate) struct RotateRequest {
     force: bool,
 }
 
-#[utoipa::path(post, path = "/v1/key-sets/{set}/rotate", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body(content = RotateRequest, description = "optional"), responses((status = 200, description = "the next key activates at the given time"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/key-sets/{set}/rotate", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body(content = RotateRequest, description = "optional"), responses((status = 200, description = "the next key activates at the given time"), (status = 202, description = "a forced rotation held for a second admin (`[approvals] require = [\"force\"]`): `{\"approval\": {...}}`"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Response, Problem> {
     caller.require(&[Role::Admin])?;
     state.service.key_set(&set)?;
     // The body is optional: an empty POST rotates now.
@@ -86,17 +87,26 @@ pub(crate) async fn rotate(
     };
     match state
         .service
-        .rotate(&set, at, req.force, caller.name())
+        .rotate_or_hold(&set, at, req.force, caller.name())
         .await
     {
-        Ok(k) => {
-            let mut out = listing(&state, &set)?;
-            out["rotated_to"] = json!(k.kid);
-            out["activate_at"] = json!(Rfc3339(k.activate_at));
-            Ok(Json(out))
-        }
+        Ok(Held::Done(k)) => rotated(&state, &set, &k),
+        Ok(Held::Pending(a)) => Ok(held(a)),
         Err(e) => Err(refused(&state, &caller, "rotate", &set, e).await),
     }
+}
+
+/// The answer of a rotation (direct, or approved).
+pub(super) fn rotated(state: &AppState, set: &str, k: &KeyRecord) -> Result<Response, Problem> {
+    let mut out = listing(state, set)?;
+    out["rotated_to"] = json!(k.kid);
+    out["activate_at"] = json!(Rfc3339(k.activate_at));
+    Ok(Json(out).into_response())
+}
+
+/// 202 with the pending approval of a held request (`[approvals] require`).
+pub(super) fn held(approval: ApprovalView) -> Response {
+    (StatusCode::ACCEPTED, Json(json!({ "approval": approval }))).into_response()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -142,7 +152,7 @@ pub(crate) struct ImportRequest {
     accept_exposed_material: bool,
 }
 
-#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/import", tag = "admin", params(("set" = String, Path, description = "key set name")), request_body = ImportRequest, responses((status = 201, description = "the key pair is the key set's next key"), (status = 202, description = "held for a second admin (`[approvals] require = [\"import\"]`): `{\"approval\": {...}}`"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json"), (status = 201, description = "imported as the next key")), security(("bearer" = [])))]
 pub(crate) async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,23 +172,65 @@ pub(crate) async fn import(
         }
     };
     let accept = req.accept_exposed_material;
-    match state.service.import(&set, by, accept, caller.name()).await {
-        Ok(entry) => Ok((StatusCode::CREATED, Json(entry)).into_response()),
+    match state
+        .service
+        .import_or_hold(&set, by, accept, caller.name())
+        .await
+    {
+        Ok(Held::Done(entry)) => Ok(imported(entry)),
+        Ok(Held::Pending(a)) => Ok(held(a)),
         Err(e) => Err(refused(&state, &caller, "import", &set, e).await),
     }
 }
 
-#[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed; the public JWK stays"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// The answer of an import (direct, or approved).
+pub(super) fn imported(entry: KeyEntry) -> Response {
+    (StatusCode::CREATED, Json(entry)).into_response()
+}
+
+#[utoipa::path(delete, path = "/v1/key-sets/{set}/keys/{kid}", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the private object is destroyed (key set `destroy_delay` 0s); the public JWK stays"), (status = 202, description = "destruction scheduled: the key shows `pending_destruction`, or the request waits for a second admin (`approval`)"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn destroy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((set, kid)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Admin])?;
+    state.service.key_set(&set)?;
+    match state
+        .service
+        .destroy_or_hold(&set, &kid, caller.name())
+        .await
+    {
+        Ok(Held::Done(entry)) => Ok(destroyed(entry)),
+        Ok(Held::Pending(a)) => Ok(held(a)),
+        Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
+    }
+}
+
+/// The answer of a destruction (direct, or approved): 200 when done, 202 when scheduled.
+pub(super) fn destroyed(entry: KeyEntry) -> Response {
+    if entry.destroyed_at.is_none() {
+        (StatusCode::ACCEPTED, Json(entry)).into_response()
+    } else {
+        Json(entry).into_response()
+    }
+}
+
+#[utoipa::path(post, path = "/v1/key-sets/{set}/keys/{kid}/cancel-destruction", tag = "admin", params(("set" = String, Path, description = "key set name"), ("kid" = String, Path, description = "key id (RFC 7638 thumbprint)")), responses((status = 200, description = "the pending destruction is cancelled; the key is shown"), (status = "4XX", description = "problem (RFC 9457) with a stable `code`", body = ProblemDoc, content_type = "application/problem+json"), (status = "5XX", description = "problem; 503 carries Retry-After", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn cancel_destruction(
     State(state): State<AppState>,
     caller: Caller,
     Path((set, kid)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Admin])?;
     state.service.key_set(&set)?;
-    match state.service.destroy(&set, &kid, caller.name()).await {
+    match state
+        .service
+        .cancel_destruction(&set, &kid, caller.name())
+        .await
+    {
         Ok(entry) => Ok(Json(json!(entry))),
-        Err(e) => Err(refused(&state, &caller, "destroy", &set, e).await),
+        Err(e) => Err(refused(&state, &caller, "cancel-destruction", &set, e).await),
     }
 }
 

@@ -131,36 +131,64 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let clients = &state.clients;
-        let by_cert = parts
-            .extensions
-            .get::<ConnectInfo<TlsPeer>>()
-            .and_then(|ConnectInfo(peer)| peer.cert.as_deref())
-            .map(|id| clients.by_cert(id))
-            .transpose()?;
-        let by_token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
-            Some(header) => Some(bearer(header, clients)?),
-            None => None,
-        };
-        let client = match (by_cert, by_token) {
-            (Some(c), None) | (None, Some(c)) => c,
-            (Some(c), Some(t)) if c.name == t.name => c,
-            (Some(_), Some(_)) => {
-                return Err(Problem::new(
-                    "conflicting_credentials",
-                    "the client certificate and the bearer token name different clients",
-                ));
-            }
-            (None, None) => {
-                return Err(Problem::new(
-                    "unauthorized",
-                    "a bearer token or a client certificate is required",
-                ));
-            }
-        };
-        clients.charge(&client)?;
-        Ok(Caller(client))
+        authenticate(parts, state, false)
     }
+}
+
+impl Caller {
+    /// As the extractor, with `X-Vault-Token: <token>` taken as a bearer token when no
+    /// `Authorization` header is sent (the Vault Transit routes).
+    pub(crate) fn vault(parts: &Parts, state: &AppState) -> Result<Self, Problem> {
+        authenticate(parts, state, true)
+    }
+}
+
+fn authenticate(parts: &Parts, state: &AppState, vault: bool) -> Result<Caller, Problem> {
+    let clients = &state.clients;
+    let by_cert = parts
+        .extensions
+        .get::<ConnectInfo<TlsPeer>>()
+        .and_then(|ConnectInfo(peer)| peer.cert.as_deref())
+        .map(|id| clients.by_cert(id))
+        .transpose()?;
+    let by_token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+        Some(header) => Some(bearer(header, clients)?),
+        None => None,
+    };
+    // Every credential presented must be valid and name the same client.
+    let by_vault = match parts.headers.get("x-vault-token").filter(|_| vault) {
+        Some(token) => Some(by_vault_token(token, clients)?),
+        None => None,
+    };
+    let mut found = [by_cert, by_token, by_vault].into_iter().flatten();
+    let Some(client) = found.next() else {
+        return Err(Problem::new(
+            "unauthorized",
+            "a bearer token or a client certificate is required",
+        ));
+    };
+    if found.any(|other| other.name != client.name) {
+        return Err(Problem::new(
+            "conflicting_credentials",
+            "the credentials presented (client certificate, bearer token, X-Vault-Token) name \
+             different clients",
+        ));
+    }
+    clients.charge(&client)?;
+    Ok(Caller(client))
+}
+
+fn by_vault_token(
+    header: &axum::http::HeaderValue,
+    clients: &Clients,
+) -> Result<Arc<ClientConfig>, Problem> {
+    header
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .and_then(|t| clients.by_bearer(t))
+        .ok_or_else(|| Problem::new("invalid_token", "the X-Vault-Token is not known"))
 }
 
 fn bearer(

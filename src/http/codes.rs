@@ -93,6 +93,7 @@ pub const CODES: &[ProblemCode] = &[
     c("no_next_key", S::CONFLICT),
     c("already_revoked", S::CONFLICT),
     c("already_destroyed", S::CONFLICT),
+    c("no_pending_destruction", S::CONFLICT),
     c("key_in_use", S::CONFLICT),
     c("key_exists", S::CONFLICT),
     c("concurrent_change", S::CONFLICT),
@@ -104,6 +105,11 @@ pub const CODES: &[ProblemCode] = &[
     c("key_type_mismatch", S::BAD_REQUEST),
     c("key_material_exposed", S::BAD_REQUEST),
     c("audit_chain_broken", S::CONFLICT),
+    // The two-person rule (`[approvals]`, `/v1/approvals/{id}/approve|reject`).
+    c("approval_not_found", S::NOT_FOUND),
+    c("self_approval", S::FORBIDDEN),
+    c("approval_expired", S::CONFLICT),
+    c("approval_decided", S::CONFLICT),
     // Certificates of keys (`PUT .../certificate`, and rotation under `require_certificate`).
     c("certificate_key_mismatch", S::BAD_REQUEST),
     c("certificate_invalid", S::BAD_REQUEST),

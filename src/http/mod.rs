@@ -5,6 +5,7 @@
 //! Knows the service core and nothing of cryptoki; `router(state)` is what tests drive.
 
 mod admin;
+mod approvals;
 mod auth;
 mod certs;
 mod codes;
@@ -19,6 +20,8 @@ mod quota;
 mod routes;
 pub mod server;
 pub mod tls;
+mod transit;
+mod transit_body;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -79,6 +83,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(http_sig::sign_http))
         .routes(routes!(compact::sign_compact))
         .routes(routes!(compact::signing_key))
+        .routes(routes!(transit::sign))
+        .routes(routes!(transit::sign_hash))
+        .routes(routes!(transit::verify))
+        .routes(routes!(transit::verify_hash))
+        .routes(routes!(transit::read_key))
         .routes(routes!(routes::jwks_all))
         .routes(routes!(routes::jwks_set))
         .routes(routes!(routes::key_sets))
@@ -87,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::import))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::destroy))
+        .routes(routes!(admin::cancel_destruction))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
         .routes(routes!(certs::csr))
         .routes(routes!(certs::certificate))
         .routes(routes!(admin::audit))
@@ -108,12 +121,23 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-async fn not_found() -> Problem {
-    Problem::new("not_found", "no such route")
+/// Whether `uri` is under the Vault Transit mount, whose errors take Vault's shape.
+fn transit_path(uri: &Uri) -> bool {
+    uri.path().starts_with("/v1/transit/")
 }
 
-async fn method_not_allowed() -> Problem {
-    Problem::new("method_not_allowed", "method not allowed on this route")
+async fn not_found(uri: Uri) -> Response {
+    if transit_path(&uri) {
+        return transit::vault_route_error(StatusCode::NOT_FOUND);
+    }
+    Problem::new("not_found", "no such route").into_response()
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if transit_path(&uri) {
+        return transit::vault_route_error(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    Problem::new("method_not_allowed", "method not allowed on this route").into_response()
 }
 
 /// Every request has a deadline; past it the caller gets 503 and may retry.

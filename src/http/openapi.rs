@@ -2,7 +2,7 @@
 //! builds the router and the document, so they cannot drift apart.
 
 use serde::Serialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// An RFC 9457 problem as Signet sends it.
@@ -41,6 +41,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The Vault Transit routes also take the bearer token as `X-Vault-Token`.
+        components.add_security_scheme(
+            "vault_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Vault-Token"))),
         );
     }
 }

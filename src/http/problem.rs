@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::codes;
 use crate::keys::StoreError;
-use crate::service::{Invalid, Refusal, ServiceError};
+use crate::service::{ApprovalRefusal, Invalid, Refusal, ServiceError};
 use crate::signing::SignError;
 use crate::signing::x509::ChainError;
 use crate::support::Chain;
@@ -116,6 +116,7 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::Policy(p) => p.code(),
         ServiceError::Message(m) => m.code(),
         ServiceError::PayloadNotBase64url(_) => "payload_not_base64url",
+        ServiceError::Transit(_) => "invalid_request",
         ServiceError::Compact(c) => c.code(),
         ServiceError::ProfileUnmatched(_) => "profile_unmatched",
         ServiceError::KidNotActive { .. } => "kid_not_active",
@@ -124,6 +125,12 @@ fn code(e: &ServiceError) -> &'static str {
         ServiceError::HsmKeyNotFound { .. } => "hsm_key_not_found",
         ServiceError::HsmKeyAmbiguous { .. } => "hsm_key_ambiguous",
         ServiceError::Refused(r) => refusal_code(r),
+        ServiceError::Approval(a) => match a {
+            ApprovalRefusal::NotFound(_) => "approval_not_found",
+            ApprovalRefusal::SelfApproval(_) => "self_approval",
+            ApprovalRefusal::Expired { .. } => "approval_expired",
+            ApprovalRefusal::Decided { .. } => "approval_decided",
+        },
         ServiceError::Certificate(c) => match c {
             ChainError::KeyMismatch(_) => "certificate_key_mismatch",
             ChainError::Invalid(_) => "certificate_invalid",
@@ -149,6 +156,7 @@ fn refusal_code(r: &Refusal) -> &'static str {
         Refusal::NoNextKey(_) => "no_next_key",
         Refusal::AlreadyRevoked(_) => "already_revoked",
         Refusal::AlreadyDestroyed(_) => "already_destroyed",
+        Refusal::NoPendingDestruction(_) => "no_pending_destruction",
         Refusal::KeyInUse { .. } => "key_in_use",
         Refusal::KeyExists(_) => "key_exists",
         Refusal::CertificateRequired(_) => "certificate_required",

@@ -3,6 +3,7 @@
 //!
 //! Knows nothing of PKCS#11, HTTP or JOSE beyond the public JWK it stores as JSON.
 
+pub mod approvals;
 pub mod audit;
 pub mod audit_json;
 pub mod lifecycle;
@@ -14,6 +15,7 @@ mod store;
 
 use serde_json::{Map, Value};
 
+pub use approvals::{Approval, ApprovalStore};
 pub use audit::{AuditEvent, NewEvent};
 pub use lifecycle::KeyState;
 pub use postgres::PgStore;
@@ -92,6 +94,10 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
     pub destroyed_at: Option<i64>,
+    /// When the scheduler destroys the private object (pending destruction), if scheduled.
+    pub destroy_at: Option<i64>,
+    /// When a pending destruction was last cancelled (`destroy_after` does not schedule it again).
+    pub destroy_cancelled_at: Option<i64>,
     /// `None` for a key stored before Signet recorded provenance, until reconciliation reads it.
     pub provenance: Option<Provenance>,
     /// Created while its key set had `require_certificate = true`: the key does not take over
@@ -119,6 +125,8 @@ impl KeyRecord {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            destroy_at: None,
+            destroy_cancelled_at: None,
             provenance: None,
             certificate_required: false,
             certified_at: None,

@@ -68,6 +68,8 @@ where
         revoked_at: row.try_get("revoked_at")?,
         revoke_reason: row.try_get("revoke_reason")?,
         destroyed_at: row.try_get("destroyed_at")?,
+        destroy_at: row.try_get("destroy_at")?,
+        destroy_cancelled_at: row.try_get("destroy_cancelled_at")?,
         provenance,
         certificate_required: required != 0,
         certified_at: row.try_get("certified_at")?,

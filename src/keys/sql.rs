@@ -32,6 +32,9 @@ use super::audit::{AuditEvent, GENESIS, NewEvent};
 use super::rows::{event, record};
 use super::{KeyChange, KeyRecord, Lease, Store, StoreError};
 
+mod approvals;
+mod destruction;
+
 /// What differs between the databases in how transactions are opened.
 pub trait Dialect: Database<Arguments: IntoArguments<Self>> {
     /// Opens a write transaction.
@@ -113,9 +116,9 @@ where
             "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
              activate_at, revoked_at, revoke_reason, destroyed_at, cka_local, always_sensitive, \
              never_extractable, certificate_required, certified_at, certificate_chain, \
-             certificate_not_after) \
+             certificate_not_after, destroy_at, destroy_cancelled_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)",
+             $18, $19, $20, $21)",
         )
         .bind(&key.key_set)
         .bind(&key.kid)
@@ -140,6 +143,8 @@ where
                 .map(|c| Value::from(c.x5c.clone()).to_string()),
         )
         .bind(key.certificate.as_ref().map(|c| c.not_after))
+        .bind(key.destroy_at)
+        .bind(key.destroy_cancelled_at)
         .execute(&mut *self.tx)
         .await;
         match result {
@@ -154,6 +159,9 @@ where
     async fn change(&mut self, change: &KeyChange) -> Result<(), StoreError> {
         let (query, conflict) = match change {
             KeyChange::Insert(key) => return self.insert(key).await,
+            KeyChange::ScheduleDestruction { .. } | KeyChange::CancelDestruction { .. } => {
+                return self.destruction(change).await;
+            }
             KeyChange::Activate { key_set, kid, at } => (
                 sqlx::query(
                     "UPDATE keys SET activate_at = $1 \

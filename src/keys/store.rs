@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::audit::{AuditEvent, NewEvent};
-use super::{KeyRecord, PgStore, SqliteStore};
+use super::{ApprovalStore, KeyRecord, PgStore, SqliteStore};
 
 /// One change to the key rows.
 // A few changes per operator call: the size of `Insert` costs nothing worth a `Box` at every
@@ -51,6 +51,20 @@ pub enum KeyChange {
     /// audit event, it orders that event before any revocation of the key (else a
     /// [`StoreError::Conflict`], and the signature is withheld).
     NotRevoked { key_set: String, kid: String },
+    /// Schedules the destruction of a key's private object at `at`; a key already destroyed or
+    /// with a destruction pending is a [`StoreError::Conflict`].
+    ScheduleDestruction {
+        key_set: String,
+        kid: String,
+        at: i64,
+    },
+    /// Cancels a pending destruction (recorded at `at`); a key destroyed or with none pending is
+    /// a [`StoreError::Conflict`].
+    CancelDestruction {
+        key_set: String,
+        kid: String,
+        at: i64,
+    },
     /// Records that the key's private object was destroyed.
     Destroyed {
         key_set: String,
@@ -73,9 +87,9 @@ pub enum StoreError {
     Unsupported(String),
 }
 
-/// Persistence of key records.
+/// Persistence of key records (and, through [`ApprovalStore`], of pending approvals).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: ApprovalStore + Send + Sync + std::fmt::Debug {
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Every key of every key set (keys are few; the whole view is reloaded at once).

@@ -1,12 +1,12 @@
-//! Operator changes to keys: rotate, revoke, destroy (and `destroy_after`), the `activated`
-//! record, and the audit trail's reads. Every change and its audit event land in one store
+//! Operator changes to keys: rotate, revoke, the `activated` record, and the audit trail's reads. Every change and its audit event land in one store
 //! transaction; the key view is reloaded right after, so this replica signs with the new key and
-//! serves the new JWKS from the next request on. Imports are in `import`.
+//! serves the new JWKS from the next request on. Imports are in `import`, destruction in
+//! `destruction`.
 
 use serde_json::json;
 
 use super::keygen::SCHEDULER;
-use super::{Invalid, KeyEntry, Refusal, Service, ServiceError};
+use super::{Invalid, Refusal, Service, ServiceError};
 use crate::config::KeySetConfig;
 use crate::keys::audit::{self, AuditEvent, ChainBreak};
 use crate::keys::{KeyChange, KeyRecord, KeyState, NewEvent, lifecycle};
@@ -153,92 +153,6 @@ impl Service {
         Ok(promoted)
     }
 
-    /// Destroys the private object of an expired or revoked key; its public JWK stays in the
-    /// store. Returns the key's entry afterwards.
-    pub(crate) async fn destroy(
-        &self,
-        set: &str,
-        kid: &str,
-        actor: &str,
-    ) -> Result<KeyEntry, ServiceError> {
-        let cfg = self.key_set(set)?;
-        self.store_reachable()?;
-        let _ops = self.ops.lock().await;
-        self.destroy_locked(cfg, kid, actor, "admin").await?;
-        self.key_entry(set, kid)
-    }
-
-    async fn destroy_locked(
-        &self,
-        cfg: &KeySetConfig,
-        kid: &str,
-        actor: &str,
-        why: &str,
-    ) -> Result<(), ServiceError> {
-        let set = cfg.name.as_str();
-        let now = self.now();
-        let key = self.find(set, kid)?;
-        if key.destroyed_at.is_some() {
-            return Err(Refusal::AlreadyDestroyed(kid.to_string()).into());
-        }
-        let state = lifecycle::state(
-            &self.records(set),
-            &key,
-            cfg.policy.retain.as_secs() as i64,
-            now,
-        );
-        if !matches!(state, KeyState::Expired { .. } | KeyState::Revoked) {
-            return Err(Refusal::KeyInUse {
-                kid: kid.to_string(),
-                state: state.name(),
-            }
-            .into());
-        }
-        let id = key.hsm_id.clone();
-        let slot = self.backend_of(cfg);
-        let gone = slot
-            .with_backend(slot.config.op_timeout, move |b| match b.destroy(&id) {
-                Ok(()) => Ok(false),
-                Err(crate::hsm::HsmError::KeyNotFound(_)) => Ok(true),
-                Err(e) => Err(e),
-            })
-            .await?;
-        let event = NewEvent::new(now, actor, "destroyed")
-            .key(set, kid)
-            .detail(json!({
-                "why": why, "state": state.name(), "already_gone": gone,
-            }));
-        let change = KeyChange::Destroyed {
-            key_set: set.into(),
-            kid: kid.into(),
-            at: now,
-        };
-        self.store.apply(&[change], &[event]).await?;
-        self.reload().await
-    }
-
-    /// Destroys the private objects of keys expired for longer than `destroy_after`.
-    pub(super) async fn destroy_expired(&self, cfg: &KeySetConfig) -> Result<(), ServiceError> {
-        let Some(after) = cfg.policy.destroy_after else {
-            return Ok(());
-        };
-        let now = self.now();
-        let records = self.records(&cfg.name);
-        let retain = cfg.policy.retain.as_secs() as i64;
-        for k in &records {
-            if k.destroyed_at.is_some() {
-                continue;
-            }
-            if let KeyState::Expired { since } = lifecycle::state(&records, k, retain, now)
-                && now >= since + after.as_secs() as i64
-            {
-                self.destroy_locked(cfg, &k.kid, SCHEDULER, "destroy_after")
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Records an `activated` event when a key set's active key changed by time alone.
     pub(super) async fn note_activation(&self, cfg: &KeySetConfig) -> Result<(), ServiceError> {
         let now = self.now();
@@ -270,8 +184,8 @@ impl Service {
         Ok(audit::verify(&events, head))
     }
 
-    /// Records a refused admin call (`call` on key set `set` by `actor`), with the problem code
-    /// and detail the caller was given.
+    /// Records a refused admin call (`call` on key set `set`, if any, by `actor`), with the
+    /// problem code and detail the caller was given.
     pub(crate) async fn audit_refusal(
         &self,
         actor: &str,
@@ -281,9 +195,11 @@ impl Service {
         detail: &str,
     ) -> Result<(), ServiceError> {
         self.store_reachable()?;
-        let event = NewEvent::new(self.now(), actor, "refused")
-            .set(set)
+        let mut event = NewEvent::new(self.now(), actor, "refused")
             .detail(json!({ "call": call, "code": code, "detail": detail }));
+        if !set.is_empty() {
+            event = event.set(set);
+        }
         Ok(self.store.apply(&[], &[event]).await?)
     }
 }

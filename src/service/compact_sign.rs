@@ -42,6 +42,11 @@ impl SignCompact {
             profile: Profile::Generic,
         }
     }
+
+    /// The header's `kid`, once `admit` has parsed the signing input.
+    pub(super) fn kid(&self) -> Option<&str> {
+        self.parsed.as_ref().and_then(CompactInput::kid)
+    }
 }
 
 /// Checks `input` against `set` at `now`: the profile it is signed under.

@@ -48,6 +48,10 @@ pub enum ServiceError {
         active_kid: Option<String>,
         next_kid: Option<String>,
     },
+    /// A Vault Transit request Signet refuses (options, input, key version): the message is
+    /// what the caller reads in Vault's `errors`.
+    #[error("{0}")]
+    Transit(String),
     #[error("`payload` must be base64url")]
     PayloadNotBase64url(#[source] base64::DecodeError),
     #[error("key set `{0}` has no active key")]
@@ -70,6 +74,9 @@ pub enum ServiceError {
     /// The lifecycle rule refuses an operator change.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The two-person rule: an approval that cannot be decided (see [`ApprovalRefusal`]).
+    #[error(transparent)]
+    Approval(#[from] ApprovalRefusal),
     /// An operator request that is malformed or names an unsuitable key.
     #[error(transparent)]
     Invalid(#[from] Invalid),
@@ -117,6 +124,8 @@ pub enum Refusal {
     AlreadyRevoked(String),
     #[error("key {0} is already destroyed")]
     AlreadyDestroyed(String),
+    #[error("key {0} has no pending destruction to cancel")]
+    NoPendingDestruction(String),
     #[error("key {kid} is {state}; only expired or revoked keys can be destroyed")]
     KeyInUse { kid: String, state: &'static str },
     #[error("key {0} is already managed by Signet")]
@@ -126,6 +135,19 @@ pub enum Refusal {
          attach its chain first (PUT .../keys/{0}/certificate)"
     )]
     CertificateRequired(String),
+}
+
+/// Why a pending approval of the two-person rule cannot be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalRefusal {
+    #[error("no approval {0}")]
+    NotFound(String),
+    #[error("approval {0} was requested by this client; a different admin client must approve it")]
+    SelfApproval(String),
+    #[error("approval {id} expired at {at} (unix s); request the change again")]
+    Expired { id: String, at: i64 },
+    #[error("approval {id} is already {status}")]
+    Decided { id: String, status: String },
 }
 
 /// A malformed operator request, or one that names a key Signet may not adopt.

@@ -79,6 +79,8 @@ impl Service {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            destroy_at: None,
+            destroy_cancelled_at: None,
             provenance: Some(provenance),
             certificate_required: cfg.require_certificate && !records.is_empty(),
             certified_at: None,
@@ -111,6 +113,24 @@ impl Service {
         self.store.apply(&changes, &events).await?;
         self.reload().await?;
         self.key_entry(set, &kid)
+    }
+
+    /// The checks of an import that need no lock (the key pair is there, admissible, and not
+    /// managed yet), so that a held import is refused at once when it could not be carried out.
+    /// Returns its kid.
+    pub(super) async fn check_import(
+        &self,
+        cfg: &KeySetConfig,
+        by: &ImportBy,
+        accept_exposed: bool,
+    ) -> Result<String, ServiceError> {
+        let found = read_key_pair(self.backend_of(cfg), by).await?;
+        admissible(cfg, &found, accept_exposed)?;
+        let kid = found.public.thumbprint();
+        if self.view().records_all().any(|k| k.kid == kid) {
+            return Err(Refusal::KeyExists(kid).into());
+        }
+        Ok(kid)
     }
 }
 

@@ -115,6 +115,8 @@ impl Service {
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
+            destroy_at: None,
+            destroy_cancelled_at: None,
             provenance: Some(provenance),
             certificate_required,
             certified_at: None,

@@ -5,11 +5,13 @@
 //! Wires `hsm/`, `keys/` and `signing/` together; knows nothing of axum.
 
 mod admin;
+mod approvals;
 mod audit_sink;
 mod backends;
 mod certs;
 mod compact_sign;
 mod context;
+mod destruction;
 mod error;
 mod health;
 pub mod hsm_signer;
@@ -24,6 +26,8 @@ pub(crate) mod reconcile;
 mod route;
 mod sign;
 mod signing_key;
+mod transit;
+mod transit_keys;
 mod view;
 
 use std::sync::atomic::AtomicUsize;
@@ -34,15 +38,17 @@ use crate::keys::{KeyRecord, Store};
 use crate::support::{Chain, read, write};
 
 pub(crate) use crate::signing::x509::CsrRequest;
+pub(crate) use approvals::{ApprovalView, Executed, Held};
 pub use backends::{BackendDown, BackendSlot, BackendState, DownReason, PinError, resolve_pin};
 pub use compact_sign::{CompactSigned, SignCompact};
-pub use error::{Invalid, Refusal, ServiceError};
+pub use error::{ApprovalRefusal, Invalid, Refusal, ServiceError};
 pub use http_sign::{HttpSigned, SignHttp};
 pub(crate) use import::ImportBy;
 pub use jws_sign::{SignJws, SignJwt, Signed};
 pub(crate) use read::{BackendGauge, KeyEntry, KeyListing, KeySetGauge, Rfc3339};
 pub use sign::{SetKeys, SignOperation};
 pub(crate) use signing_key::SigningKeys;
+pub use transit::{Marshaling, TransitOptions, TransitSign, TransitSigned};
 pub(crate) use view::{Jwks, KeyView};
 
 /// Current time in unix seconds; tests move it instead of sleeping.
@@ -160,8 +166,8 @@ impl Service {
             if let Err(e) = self.note_activation(set).await {
                 tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot record the activation");
             }
-            if let Err(e) = self.destroy_expired(set).await {
-                tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot destroy expired keys");
+            if let Err(e) = self.destroy_due(set).await {
+                tracing::warn!(key_set = %set.name, error = %Chain(&e), "cannot destroy keys whose time has come");
             }
         }
     }

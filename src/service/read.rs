@@ -69,6 +69,9 @@ pub(crate) struct KeyEntry {
     pub(crate) revoked_at: Option<Rfc3339>,
     pub(crate) revoke_reason: Option<String>,
     pub(crate) destroyed_at: Option<Rfc3339>,
+    /// When the scheduler destroys the private object (`DELETE .../keys/{kid}` with a
+    /// `destroy_delay`, or `destroy_after`); `null` when no destruction is pending.
+    pub(crate) pending_destruction: Option<Rfc3339>,
     /// What the token says of the private object: `{"local", "always_sensitive",
     /// "never_extractable"}` (`null` until recorded for a key stored before Signet did).
     pub(crate) provenance: Option<Provenance>,
@@ -101,6 +104,10 @@ impl KeyEntry {
             revoked_at: k.revoked_at.map(Rfc3339),
             revoke_reason: k.revoke_reason.clone(),
             destroyed_at: k.destroyed_at.map(Rfc3339),
+            pending_destruction: k
+                .destroy_at
+                .filter(|_| k.destroyed_at.is_none())
+                .map(Rfc3339),
             provenance: k.provenance,
             jwk: PublicKey::from_jwk(&k.public_jwk)
                 .ok()

@@ -22,11 +22,12 @@
 //! claims; `choose_key` is [`SetKeys::named`] (the header's `kid`, if the lifecycle rule lets it
 //! sign); `signing_input` returns the caller's bytes unchanged.
 //!
-//! Extension points for the routes to come (see DESIGN.md):
-//! - Vault Transit sign: `choose_key` picks by version (the key set's records in creation order,
-//!   which `SetKeys` would hand out);
-//!   a `batch_input` is one [`Service::sign`] per item, so each item gets its own audit event and
-//!   metric; `finish` shapes raw or DER output.
+//! Vault Transit sign (`service::transit`): `admit` decodes the input and, for a JWT key set, runs
+//! `sign/compact`'s admission on it; `choose_key` picks by version ([`SetKeys::records`] in
+//! creation order) under the same rule as `sign/compact`; a `batch_input` is one [`Service::sign`]
+//! per item, so each item gets its own audit event and metric; `finish` shapes DER or JWS output.
+//!
+//! Extension points (see DESIGN.md):
 //! - `header_x5c = true`: the JWS operations note the key set's flag in `admit` and build their
 //!   header with `jws::protected_header`, the one place where the key's certificate chain (`x5c`)
 //!   joins `alg` and `kid`.
@@ -102,6 +103,19 @@ impl SetKeys<'_> {
                 next_kid: lifecycle::next(records, self.now).map(|k| k.kid.clone()),
             }),
         }
+    }
+
+    /// The key set's records (oldest first), for an operation that picks by version.
+    pub fn records(&self) -> &[crate::keys::KeyRecord] {
+        self.view.records(&self.set.name)
+    }
+
+    pub fn set(&self) -> &KeySetConfig {
+        self.set
+    }
+
+    pub fn now(&self) -> i64 {
+        self.now
     }
 
     /// The key `kid` of this key set, ready to sign, whatever its state: the operation applies the
@@ -251,6 +265,7 @@ fn observe<T>(cfg: &KeySetConfig, result: &Result<T, ServiceError>) {
             | ServiceError::Message(_)
             | ServiceError::PayloadNotBase64url(_)
             | ServiceError::Compact(_)
+            | ServiceError::Transit(_)
             | ServiceError::ProfileUnmatched(_)
             | ServiceError::KidNotActive { .. }
             | ServiceError::WrongProfile { .. },

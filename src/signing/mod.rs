@@ -70,6 +70,17 @@ pub enum KeyError {
     },
 }
 
+/// Whether `sig` (the JWS form: `r || s` for ECDSA) is `public`'s signature of `msg` under `alg`:
+/// the check Vault Transit's `verify` answers, with the verifier of the self-check.
+pub fn verify(
+    alg: Algorithm,
+    public: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<bool, KeyError> {
+    Ok(jws::verifier(alg, public)?.verify(msg, sig).is_ok())
+}
+
 /// A key ready to sign: its kid, algorithm, public key, and the backend behind it.
 #[derive(Clone)]
 pub struct SigningKey {

@@ -58,6 +58,8 @@ pub fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRe
         revoked_at: None,
         revoke_reason: None,
         destroyed_at: None,
+        destroy_at: None,
+        destroy_cancelled_at: None,
         provenance: Some(Provenance {
             local: true,
             always_sensitive: true,

@@ -173,13 +173,28 @@ struct EcdsaSigValue<'a> {
 }
 
 /// The JWS form of an ECDSA signature (`r || s`, RFC 7518 3.4) in its DER form.
-fn ecdsa_der(rs: &[u8]) -> der::Result<Vec<u8>> {
+pub(crate) fn ecdsa_der(rs: &[u8]) -> der::Result<Vec<u8>> {
     let (r, s) = rs.split_at(rs.len() / 2);
     EcdsaSigValue {
         r: UintRef::new(r)?,
         s: UintRef::new(s)?,
     }
     .to_der()
+}
+
+/// The JWS form (`r || s`, each `len` bytes) of a DER `Ecdsa-Sig-Value`; `None` if it is not
+/// one, or a component is longer than `len`.
+pub(crate) fn ecdsa_raw(der_sig: &[u8], len: usize) -> Option<Vec<u8>> {
+    use der::Decode as _;
+    let v = EcdsaSigValue::from_der(der_sig).ok()?;
+    let (r, s) = (v.r.as_bytes(), v.s.as_bytes());
+    if r.len() > len || s.len() > len {
+        return None;
+    }
+    let mut out = vec![0; 2 * len];
+    out[len - r.len()..len].copy_from_slice(r);
+    out[2 * len - s.len()..].copy_from_slice(s);
+    Some(out)
 }
 
 /// The X.509 signature algorithm of a key signing with `alg`.

@@ -9,6 +9,8 @@ mod spki;
 
 pub use chain::{ChainError, CheckedChain, check as check_chain, x5t_s256};
 pub use csr::{CsrError, CsrRequest, CsrSpec};
+pub(crate) use csr::{ecdsa_der, ecdsa_raw};
+pub(crate) use spki::pem as spki_pem;
 
 /// The object identifiers the encoders need.
 mod oids {

@@ -55,6 +55,13 @@ pub(crate) fn of(key: &PublicKey) -> der::Result<SubjectPublicKeyInfoOwned> {
     })
 }
 
+/// `key` as a PEM `PUBLIC KEY` block (its SubjectPublicKeyInfo, RFC 7468), as Vault Transit's
+/// key listing shows it.
+pub(crate) fn pem(key: &PublicKey) -> der::Result<String> {
+    use der::EncodePem as _;
+    of(key)?.to_pem(der::pem::LineEnding::LF)
+}
+
 fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
     let mut out = vec![0; len.saturating_sub(v.len())];
     out.extend_from_slice(v);
