@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::http::Method;
 use common::local::{Local, process_token};
 use common::*;
@@ -31,15 +29,6 @@ fn edit(c: String) -> String {
          [approvals]\nrequire = [\"destroy\", \"import\", \"force\"]\nexpire = \"1h\"\n",
         sha256_hex(SECOND)
     )
-}
-
-async fn in_token(local: &Local, kid: &str) -> bool {
-    let slot = &local.service.backends[0];
-    let ids = slot
-        .with_backend(Duration::from_secs(5), |b| b.list_ids(""))
-        .await
-        .unwrap();
-    ids.iter().any(|(id, _)| id.as_slice() == kid.as_bytes())
 }
 
 fn active_and_next(local: &Local) -> (String, String) {
@@ -105,7 +94,7 @@ async fn one_admin_cannot_destroy_import_or_force_alone() {
     );
     let delete = format!("/v1/key-sets/id/keys/{next}");
     let id = pending(main.call(Method::DELETE, &delete, a, None).await, "destroy");
-    assert!(in_token(&main, &next).await, "held, not destroyed");
+    assert!(main.in_token(&next).await, "held, not destroyed");
     let (status, list) = main.get("/v1/approvals", b).await;
     assert_eq!(status, 200);
     assert_eq!(list["approvals"][0]["id"], id.as_str(), "{list}");
@@ -121,7 +110,7 @@ async fn one_admin_cannot_destroy_import_or_force_alone() {
     let (status, out) = main.call(Method::POST, &approve, b, None).await;
     assert_eq!(status, 200, "{out}");
     assert!(out["destroyed_at"].is_string(), "{out}");
-    assert!(!in_token(&main, &next).await, "the private object is gone");
+    assert!(!main.in_token(&next).await, "the private object is gone");
     refused(
         main.call(Method::POST, &approve, b, None).await,
         409,

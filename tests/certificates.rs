@@ -17,18 +17,7 @@ use sha2::Digest;
 
 /// A test CA (root + intermediate, P-256) made with the openssl CLI in `dir`.
 fn make_ca(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "root.key",
-        ],
-    );
+    ec_key(dir, "root.key");
     openssl(
         dir,
         &[
@@ -45,18 +34,7 @@ fn make_ca(dir: &Path) {
             "root.pem",
         ],
     );
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "int.key",
-        ],
-    );
+    ec_key(dir, "int.key");
     openssl(
         dir,
         &[
@@ -95,6 +73,20 @@ fn make_ca(dir: &Path) {
             "int.pem",
         ],
     );
+}
+
+/// A P-256 private key in `dir/out`.
+fn ec_key(dir: &Path, out: &str) {
+    let args = [
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        out,
+    ];
+    openssl(dir, &args);
 }
 
 /// Issues a leaf for the CSR `csr` (PEM) from the intermediate; returns leaf + int + root.

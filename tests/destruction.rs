@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::Method;
-use common::local::Local;
+use common::local::{Local, cli};
 use common::*;
 use serde_json::{Value, json};
 
@@ -22,16 +22,6 @@ fn sets() -> Vec<Set<'static>> {
         alg: "ES256",
         extra: "destroy_delay = \"1h\"",
     }]
-}
-
-/// Whether the token still holds a private object with `CKA_ID` = `kid`'s bytes.
-async fn in_token(local: &Local, kid: &str) -> bool {
-    let slot = &local.service.backends[0];
-    let ids = slot
-        .with_backend(Duration::from_secs(5), |b| b.list_ids(""))
-        .await
-        .unwrap();
-    ids.iter().any(|(id, _)| id.as_slice() == kid.as_bytes())
 }
 
 /// The listing entry of `kid` (`GET /v1/key-sets/id/keys`).
@@ -57,13 +47,7 @@ async fn destruction_waits_can_be_cancelled_and_happens_on_time() {
     let main = Local::start(&sets(), |c| c).await;
     let a = Some(ADMIN_TOKEN);
     let now = main.service.now();
-    let next = main
-        .service
-        .records("id")
-        .into_iter()
-        .find(|r| r.activate_at > now)
-        .unwrap()
-        .kid;
+    let next = main.next_kid("id");
     let revoke = format!("/v1/key-sets/id/keys/{next}/revoke");
     let (status, out) = main.post(&revoke, a, &json!({"reason": "test"})).await;
     assert_eq!(status, 200, "{out}");
@@ -90,7 +74,7 @@ async fn destruction_waits_can_be_cancelled_and_happens_on_time() {
     // The scheduler waits for the delay.
     main.clock.set(due - 1);
     main.service.tick().await;
-    assert!(in_token(&main, &next).await, "destroyed before its time");
+    assert!(main.in_token(&next).await, "destroyed before its time");
     assert!(entry(&main, &next).await["destroyed_at"].is_null());
 
     // Cancelled, it is not destroyed when the time comes; cancelling twice is refused.
@@ -106,7 +90,7 @@ async fn destruction_waits_can_be_cancelled_and_happens_on_time() {
     main.clock.set(due + 1);
     main.service.tick().await;
     assert!(
-        in_token(&main, &next).await,
+        main.in_token(&next).await,
         "a cancelled destruction happened"
     );
 
@@ -118,14 +102,11 @@ async fn destruction_waits_can_be_cancelled_and_happens_on_time() {
     let restarted = main.replica(&sets(), |c| c).await;
     restarted.clock.set(due - 1);
     restarted.service.tick().await;
-    assert!(
-        in_token(&restarted, &next).await,
-        "destroyed before its time"
-    );
+    assert!(restarted.in_token(&next).await, "destroyed before its time");
     restarted.clock.set(due);
     restarted.service.tick().await;
     assert!(
-        !in_token(&restarted, &next).await,
+        !restarted.in_token(&next).await,
         "the private object is gone"
     );
     let gone = entry(&restarted, &next).await;
@@ -163,51 +144,39 @@ async fn destruction_waits_can_be_cancelled_and_happens_on_time() {
     assert_eq!(verified, Ok(events.len()));
 }
 
-/// Runs `signet <args>` as the admin against `base`: exit code, stdout, stderr.
-async fn cli(base: &str, args: &[&str]) -> (i32, String, String) {
-    let base = base.to_string();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
-            .args(&args)
-            .env("SIGNET_URL", base)
-            .env("SIGNET_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_schedules_shows_and_cancels_a_destruction() {
     let local = Local::start(&sets(), |c| c).await;
     let base = local.serve().await;
     let now = local.service.now();
-    let next = local
-        .service
-        .records("id")
-        .into_iter()
-        .find(|r| r.activate_at > now)
-        .unwrap()
-        .kid;
-    let (code, out, err) = cli(&base, &["keys", "revoke", "id", &next, "--reason", "t"]).await;
+    let next = local.next_kid("id");
+    let (code, out, err) = cli(
+        &base,
+        ADMIN_TOKEN,
+        &["keys", "revoke", "id", &next, "--reason", "t"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = cli(&base, &["keys", "destroy", "id", &next]).await;
+    let (code, out, err) = cli(&base, ADMIN_TOKEN, &["keys", "destroy", "id", &next]).await;
     assert_eq!(code, 0, "{out}{err}");
     let pending = format!("destruction pending at {}", rfc3339(now + DELAY));
     assert!(out.contains(&pending), "{out}");
-    let (code, out, _) = cli(&base, &["keys", "list", "id"]).await;
+    let (code, out, _) = cli(&base, ADMIN_TOKEN, &["keys", "list", "id"]).await;
     assert!(code == 0 && out.contains(&pending), "{out}");
-    let (code, out, err) = cli(&base, &["keys", "cancel-destruction", "id", &next]).await;
+    let (code, out, err) = cli(
+        &base,
+        ADMIN_TOKEN,
+        &["keys", "cancel-destruction", "id", &next],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("destruction pending"), "{out}");
-    let (code, _, err) = cli(&base, &["keys", "cancel-destruction", "id", &next]).await;
+    let (code, _, err) = cli(
+        &base,
+        ADMIN_TOKEN,
+        &["keys", "cancel-destruction", "id", &next],
+    )
+    .await;
     assert!(code == 1 && err.contains("no_pending_destruction"), "{err}");
-    assert!(in_token(&local, &next).await);
+    assert!(local.in_token(&next).await);
 }

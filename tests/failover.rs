@@ -7,21 +7,14 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::containers::{P11_KIT_CLIENT, P11Server, available};
+use common::load::Load;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
-
-struct Outcome {
-    took: Duration,
-    status: u16,
-    body: Value,
-}
 
 /// The standard test config with a second backend, `remote` (the same token through
 /// `p11-kit-client.so`, two contexts), and the key sets on both (`direct` first: keys are
@@ -131,32 +124,8 @@ async fn losing_one_of_two_backends_costs_no_request() {
     .await;
     let jwks = signet.get_json("/.well-known/jwks.json").await;
 
-    // Four clients signing in a loop until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for w in 0..4 {
-        let (http, base, stop) = (signet.http.clone(), signet.base.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                let now = now();
-                let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now,
-                    "exp": now + 60, "jti": format!("{w}-{i}"), "client_id": "c"});
-                let started = Instant::now();
-                let url = format!("{base}/v1/key-sets/at/sign/jwt");
-                let (status, body) =
-                    post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
-                outcomes.push(Outcome {
-                    took: started.elapsed(),
-                    status,
-                    body,
-                });
-            }
-            outcomes
-        }));
-    }
+    // Four clients signing until told to stop.
+    let load = Load::start(&signet, 4, |_, _| "at");
 
     // Both backends take part in the load.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -186,11 +155,7 @@ async fn losing_one_of_two_backends_costs_no_request() {
     wait_spread_back(&signet, before, "after the thaw").await;
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut outcomes = Vec::new();
-    for w in workers {
-        outcomes.extend(w.await.unwrap());
-    }
+    let outcomes = load.stop().await;
     let limit = OP_TIMEOUT + Duration::from_secs(1);
     let slowest = outcomes.iter().map(|o| o.took).max().unwrap_or_default();
     for o in &outcomes {

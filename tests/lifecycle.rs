@@ -45,23 +45,7 @@ async fn serve(sets: &[Set<'_>]) -> Served {
 
 /// Runs `signet <args>` as an operator: returns exit code, stdout, stderr.
 async fn cli(signet: &Served, token: &str, args: &[&str]) -> (i32, String, String) {
-    let (base, token) = (signet.base.clone(), token.to_string());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_signet"))
-            .args(&args)
-            .env("SIGNET_URL", base)
-            .env("SIGNET_TOKEN", token)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::local::cli(&signet.base, token, args).await
 }
 
 async fn sign(signet: &Served) -> Value {

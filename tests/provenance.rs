@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::local::{Local, process_token};
+use common::local::{Local, cli, process_token};
 use common::*;
 use serde_json::{Value, json};
 
@@ -101,22 +101,16 @@ async fn a_key_written_from_a_pem_file_is_refused_unless_both_opt_in() {
     );
     // The same through the CLI's flag.
     let base = local.serve().await;
-    let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
-            .args(["keys", "import", "strict", "--id", "c0ffee10"])
-            .arg("--accept-exposed-material")
-            .env("SIGNET_URL", base)
-            .env("SIGNET_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let err = String::from_utf8_lossy(&cli.stderr);
-    assert!(
-        cli.status.code() == Some(1) && err.contains("key_material_exposed"),
-        "{err}"
-    );
+    let args = [
+        "keys",
+        "import",
+        "strict",
+        "--id",
+        "c0ffee10",
+        "--accept-exposed-material",
+    ];
+    let (code, _, err) = cli(&base, ADMIN_TOKEN, &args).await;
+    assert!(code == 1 && err.contains("key_material_exposed"), "{err}");
     // The key set allows it, the request does not say so: refused.
     exposed("open", import(&local, "open", by_id).await);
     let refusals = audit(&local)

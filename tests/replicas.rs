@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::postgres::Postgres;
 use common::*;
 use serde_json::{Value, json};
-use signet::keys::{KeyChange, KeyRecord, NewEvent, Origin, PgStore, Store, StoreError};
+use signet::keys::{KeyChange, KeyRecord, NewEvent, PgStore, Store, StoreError};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -306,24 +306,8 @@ fn next_keys(rows: &[Row], t: i64) -> Vec<&str> {
 
 fn record(kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
     KeyRecord {
-        key_set: "s".into(),
-        kid: kid.into(),
-        alg: "ES256".into(),
-        hsm: "primary".into(),
-        hsm_id: kid.as_bytes().to_vec(),
-        public_jwk: Default::default(),
-        origin: Origin::Generated,
-        created_at,
-        activate_at,
-        revoked_at: None,
-        revoke_reason: None,
-        destroyed_at: None,
-        destroy_at: None,
-        destroy_cancelled_at: None,
         provenance: None,
-        certificate_required: false,
-        certified_at: None,
-        certificate: None,
+        ..common::store::key("s", kid, created_at, activate_at)
     }
 }
 
@@ -607,22 +591,7 @@ async fn leader_failover_and_exactly_one_next_key_per_rotation() {
 async fn concurrent_admin_calls_leave_one_chain_and_one_next_key() {
     let token = Token::new("replicas-admin");
     for (id, label) in [("c0ffee01", "ceremony-1"), ("c0ffee02", "ceremony-2")] {
-        let out = token.pkcs11_tool(&[
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--id",
-            id,
-            "--label",
-            label,
-            "--sensitive",
-            "--private",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        token.keypair(id, label, "EC:prime256v1", true);
     }
     let pg = Postgres::start();
     let r = Replicas::start(2, &token, &pg, |c| {
@@ -746,24 +715,7 @@ async fn concurrent_admin_calls_leave_one_chain_and_one_next_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_and_missing_keys_are_reported() {
     let token = Token::new("replicas-orphans");
-    let keygen = |id: &str, label: &str| {
-        let out = token.pkcs11_tool(&[
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--id",
-            id,
-            "--label",
-            label,
-            "--sensitive",
-            "--private",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let keygen = |id: &str, label: &str| token.keypair(id, label, "EC:prime256v1", true);
     keygen("6f727068616e", "signet/id/orphan-kid");
     // `signet-pending-1000-1-0`: a generation of 1970 that never got a kid.
     keygen(&hex::encode("signet-pending-1000-1-0"), "signet/id/pending");

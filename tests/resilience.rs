@@ -5,22 +5,13 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::containers::{available, serve_remote};
+use common::load::{self, Load};
 use common::*;
-use serde_json::{Value, json};
 
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
-
-struct Outcome {
-    at: Instant,
-    took: Duration,
-    status: u16,
-    body: Value,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
@@ -39,41 +30,12 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     let pid = signet.pid();
     let jwks = signet.get_json("/.well-known/jwks.json").await;
 
-    // Load: four workers signing in a loop until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for w in 0..4 {
-        let (http, base, stop) = (signet.http.clone(), signet.base.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                let set = if (w + i) % 3 == 0 { "id" } else { "at" };
-                let now = now();
-                let mut claims =
-                    json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60});
-                if set == "at" {
-                    claims["jti"] = json!(format!("{w}-{i}"));
-                    claims["client_id"] = json!("c");
-                }
-                let started = Instant::now();
-                let url = format!("{base}/v1/key-sets/{set}/sign/jwt");
-                let (status, body) =
-                    post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
-                outcomes.push(Outcome {
-                    at: started,
-                    took: started.elapsed(),
-                    status,
-                    body,
-                });
-                if status != 200 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            outcomes
-        }));
-    }
+    // Load: four workers signing until told to stop, one request in three with `id`.
+    let load = Load::start(
+        &signet,
+        4,
+        |w, i| if (w + i) % 3 == 0 { "id" } else { "at" },
+    );
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = Instant::now();
@@ -117,11 +79,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     }
     let recovered_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut outcomes = Vec::new();
-    for w in workers {
-        outcomes.extend(w.await.unwrap());
-    }
+    let outcomes = load.stop().await;
 
     // The incident shows in the metrics.
     let metrics = signet
@@ -228,14 +186,8 @@ async fn a_hung_remote_hsm_never_holds_a_request_past_its_deadline() {
     .await;
     let jwks = signet.get_json("/.well-known/jwks.json").await;
     let sign = |http: reqwest::Client, base: String| async move {
-        let now = now();
-        let claims = json!({"iss": ISSUER, "sub": "a", "aud": "c", "iat": now, "exp": now + 60,
-            "jti": "j", "client_id": "c"});
-        let started = Instant::now();
-        let url = format!("{base}/v1/key-sets/at/sign/jwt");
-        let (status, body) =
-            post_json(&http, &url, Some(SIGNER_TOKEN), &json!({"claims": claims})).await;
-        (status, body, started.elapsed())
+        let o = load::sign(&http, &base, "at", "j".into()).await;
+        (o.status, o.body, o.took)
     };
 
     hsm.pause().await;

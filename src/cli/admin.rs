@@ -213,13 +213,7 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                 label,
                 accept_exposed_material,
             } => {
-                let mut body = match (id, label) {
-                    (Some(id), _) => json!({ "id": id }),
-                    (None, label) => json!({ "label": label }),
-                };
-                if accept_exposed_material {
-                    body["accept_exposed_material"] = json!(true);
-                }
+                let body = import_body(id, label, accept_exposed_material);
                 client
                     .call(
                         Method::POST,
@@ -249,18 +243,35 @@ pub(crate) fn keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
                     .await
             }
         };
-        match result {
-            Ok(v) if args.json => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                ExitCode::SUCCESS
-            }
-            Ok(v) => {
-                super::table::print_keys(&v);
-                ExitCode::SUCCESS
-            }
-            Err(f) => fail(f),
-        }
+        print_keys(result, args.json)
     })
+}
+
+/// The body of an import request: the token object by `id`, or else by `label`.
+fn import_body(id: Option<String>, label: Option<String>, accept_exposed_material: bool) -> Value {
+    let mut body = match (id, label) {
+        (Some(id), _) => json!({ "id": id }),
+        (None, label) => json!({ "label": label }),
+    };
+    if accept_exposed_material {
+        body["accept_exposed_material"] = json!(true);
+    }
+    body
+}
+
+/// Prints what a `keys` command answered (JSON with `--json`, else a table), or the failure.
+fn print_keys(result: Result<Value, Failure>, json: bool) -> ExitCode {
+    match result {
+        Ok(v) if json => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            super::table::print_keys(&v);
+            ExitCode::SUCCESS
+        }
+        Err(f) => fail(f),
+    }
 }
 
 /// One key set's keys, or every key set's keys (as `{"key_sets": [{"key_set", "keys"}]}`).

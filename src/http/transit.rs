@@ -8,10 +8,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -116,6 +117,50 @@ impl FromRequestParts<AppState> for VaultCaller {
     }
 }
 
+/// What every sign and verify route takes: the caller (Vault's 403 when authentication fails),
+/// the key set and the optional `{hash}` of the path, and the body, extracted in that order.
+pub(crate) struct TransitCall {
+    state: AppState,
+    caller: Caller,
+    path: TransitPath,
+    body: Bytes,
+}
+
+/// `{set}` and, on the `.../{hash}` routes, `{hash}`.
+#[derive(Deserialize)]
+struct TransitPath {
+    set: String,
+    hash: Option<String>,
+}
+
+impl FromRequest<AppState> for TransitCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let VaultCaller(caller) = VaultCaller::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(path) = Path::<TransitPath>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            state: state.clone(),
+            caller,
+            path,
+            body,
+        })
+    }
+}
+
+/// The message of a failed `batch_input` item.
+fn item_error(e: ServiceError) -> String {
+    VaultError::from(e).message()
+}
+
 /// Vault's response envelope around `data`.
 fn envelope(data: Value) -> Json<Value> {
     Json(json!({
@@ -125,34 +170,19 @@ fn envelope(data: Value) -> Json<Value> {
 }
 
 #[utoipa::path(post, path = "/v1/transit/sign/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = SignBody, responses((status = 200, description = "Vault's envelope; `data` holds `signature` (`vault:v<N>:...`) and `key_version`, or `batch_results`", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457): 400 bad input or a key version that may not sign, 403 permission denied, 429", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
-pub(crate) async fn sign(
-    State(state): State<AppState>,
-    VaultCaller(caller): VaultCaller,
-    Path(set): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, VaultError> {
-    sign_with(&state, &caller, &set, None, &body).await
+pub(crate) async fn sign(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    sign_with(call).await
 }
 
 #[utoipa::path(post, path = "/v1/transit/sign/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = SignBody, responses((status = 200, description = "as POST /v1/transit/sign/{set}", body = TransitSignedDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body; 503 carries Retry-After", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
-pub(crate) async fn sign_hash(
-    State(state): State<AppState>,
-    VaultCaller(caller): VaultCaller,
-    Path((set, hash)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Json<Value>, VaultError> {
-    sign_with(&state, &caller, &set, Some(hash), &body).await
+pub(crate) async fn sign_hash(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    sign_with(call).await
 }
 
-async fn sign_with(
-    state: &AppState,
-    caller: &Caller,
-    set: &str,
-    hash: Option<String>,
-    body: &[u8],
-) -> Result<Json<Value>, VaultError> {
-    let req: SignBody = parse(body)?;
-    let options = req.options(hash);
+async fn sign_with(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    let (state, caller, set) = (&call.state, &call.caller, call.path.set.as_str());
+    let req: SignBody = parse(&call.body)?;
+    let options = req.options(call.path.hash.clone());
     let marshaling = state
         .service
         .transit_admit(caller.client(), set, &options)?;
@@ -172,9 +202,7 @@ async fn sign_with(
         let reference = item.reference.unwrap_or_default();
         let result = match item.input {
             None => Err("missing input".to_string()),
-            Some(input) => sign_one(input)
-                .await
-                .map_err(|e| VaultError::from(e).message()),
+            Some(input) => sign_one(input).await.map_err(item_error),
         };
         results.push(match result {
             Ok(s) => json!({ "signature": s.signature, "key_version": s.key_version,
@@ -186,37 +214,22 @@ async fn sign_with(
 }
 
 #[utoipa::path(post, path = "/v1/transit/verify/{set}", tag = "transit", params(("set" = String, Path, description = "key set name")), request_body = VerifyBody, responses((status = 200, description = "Vault's envelope; `data` holds `valid`, or `batch_results`", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
-pub(crate) async fn verify(
-    State(state): State<AppState>,
-    VaultCaller(caller): VaultCaller,
-    Path(set): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, VaultError> {
-    verify_with(&state, &caller, &set, None, &body)
+pub(crate) async fn verify(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    verify_with(call)
 }
 
 #[utoipa::path(post, path = "/v1/transit/verify/{set}/{hash}", tag = "transit", params(("set" = String, Path, description = "key set name"), ("hash" = String, Path, description = "hash_algorithm, e.g. sha2-256")), request_body = VerifyBody, responses((status = 200, description = "as POST /v1/transit/verify/{set}", body = TransitValidDoc), (status = "4XX", description = "Vault's error body (not RFC 9457)", body = VaultErrorsDoc), (status = "5XX", description = "Vault's error body", body = VaultErrorsDoc)), security(("vault_token" = []), ("bearer" = [])))]
-pub(crate) async fn verify_hash(
-    State(state): State<AppState>,
-    VaultCaller(caller): VaultCaller,
-    Path((set, hash)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Json<Value>, VaultError> {
-    verify_with(&state, &caller, &set, Some(hash), &body)
+pub(crate) async fn verify_hash(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    verify_with(call)
 }
 
-fn verify_with(
-    state: &AppState,
-    caller: &Caller,
-    set: &str,
-    hash: Option<String>,
-    body: &[u8],
-) -> Result<Json<Value>, VaultError> {
-    let req: VerifyBody = parse(body)?;
+fn verify_with(call: TransitCall) -> Result<Json<Value>, VaultError> {
+    let (state, caller, set) = (&call.state, &call.caller, call.path.set.as_str());
+    let req: VerifyBody = parse(&call.body)?;
     if req.hmac.is_some() {
         return Err(VaultError::bad_request("hmac is not supported: keys sign"));
     }
-    let options = req.options(hash);
+    let options = req.options(call.path.hash.clone());
     let marshaling = state
         .service
         .transit_admit(caller.client(), set, &options)?;
@@ -225,7 +238,7 @@ fn verify_with(
         let input = input.unwrap_or_default();
         (state.service)
             .transit_verify(set, marshaling, &input, &signature)
-            .map_err(|e| VaultError::from(e).message())
+            .map_err(item_error)
     };
     let Some(items) = req.batch_input else {
         if req.signature.is_none() {

@@ -110,18 +110,20 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    #[cfg(test)]
-    pub fn for_test(kid: &str, activate_at: i64) -> Self {
+    /// A key added at `created_at` and active from then (callers set `activate_at` otherwise):
+    /// not revoked, destroyed, scheduled for destruction nor certified, without provenance.
+    /// Callers fill in the key material (`alg`, `hsm`, `hsm_id`, `public_jwk`) by struct update.
+    pub fn new(key_set: &str, kid: &str, origin: Origin, created_at: i64) -> Self {
         KeyRecord {
-            key_set: "set".into(),
+            key_set: key_set.into(),
             kid: kid.into(),
-            alg: "ES256".into(),
-            hsm: "primary".into(),
-            hsm_id: kid.as_bytes().to_vec(),
+            alg: String::new(),
+            hsm: String::new(),
+            hsm_id: Vec::new(),
             public_jwk: Map::new(),
-            origin: Origin::Generated,
-            created_at: activate_at,
-            activate_at,
+            origin,
+            created_at,
+            activate_at: created_at,
             revoked_at: None,
             revoke_reason: None,
             destroyed_at: None,
@@ -131,6 +133,16 @@ impl KeyRecord {
             certificate_required: false,
             certified_at: None,
             certificate: None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_test(kid: &str, activate_at: i64) -> Self {
+        KeyRecord {
+            alg: "ES256".into(),
+            hsm: "primary".into(),
+            hsm_id: kid.as_bytes().to_vec(),
+            ..KeyRecord::new("set", kid, Origin::Generated, activate_at)
         }
     }
 }

@@ -14,26 +14,19 @@
 //! no connection), and across processes whatever the [`Dialect`] opens; every write (`apply`,
 //! `lease`, `release`) goes through [`Writer`]. Knows nothing of HTTP, PKCS#11 or JOSE.
 //!
-//! Over 400 lines on purpose: every query of the store stands in this one file, so that the two
-//! databases share them and a reader sees each write next to the guard it relies on (the
-//! one-next-key guard, the audit chain head); split, each part would repeat the long list of
-//! sqlx bounds that the generic writer needs.
+//! The key-row changes are in `sql/changes.rs` (and `sql/destruction.rs`), the approvals in
+//! `sql/approvals.rs`; every generic `impl` block is written through `over_db!`, which lists the
+//! sqlx bounds once.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
-};
+use sqlx::{Database, Decode, Encode, IntoArguments, Pool, Row, Transaction, Type};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::audit::{AuditEvent, GENESIS, NewEvent};
 use super::rows::{event, record};
 use super::{KeyChange, KeyRecord, Lease, Store, StoreError};
-
-mod approvals;
-mod destruction;
 
 /// What differs between the databases in how transactions are opened.
 pub trait Dialect: Database<Arguments: IntoArguments<Self>> {
@@ -58,6 +51,38 @@ impl<DB: Database, T> ColumnType<DB> for T where
     T: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
 {
 }
+
+/// Writes an `impl` block generic over the database `DB` with the bounds its queries need,
+/// listed here once (Rust does not carry a trait's `where` clause over to the code that uses it):
+/// `over_db! { impl<DB> Trait for Type<DB> { .. } }` or `over_db! { impl<'a, DB> Type<'a, DB> { .. } }`.
+macro_rules! over_db {
+    ($(#[$attr:meta])* impl<$($lt:lifetime,)? DB> $tr:ident for $ty:ty { $($body:tt)* }) => {
+        over_db!(@bounds [$(#[$attr])*] [$($lt,)?] [$tr for $ty] [$($body)*]);
+    };
+    ($(#[$attr:meta])* impl<$($lt:lifetime,)? DB> $ty:ty { $($body:tt)* }) => {
+        over_db!(@bounds [$(#[$attr])*] [$($lt,)?] [$ty] [$($body)*]);
+    };
+    (@bounds [$($attr:tt)*] [$($lt:tt)*] [$($head:tt)*] [$($body:tt)*]) => {
+        $($attr)*
+        impl<$($lt)* DB> $($head)*
+        where
+            DB: $crate::keys::sql::Dialect,
+            for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+            for<'n> &'n str: sqlx::ColumnIndex<DB::Row>,
+            i64: $crate::keys::sql::ColumnType<DB>,
+            String: $crate::keys::sql::ColumnType<DB>,
+            Vec<u8>: $crate::keys::sql::ColumnType<DB>,
+            Option<i64>: $crate::keys::sql::ColumnType<DB>,
+            Option<String>: $crate::keys::sql::ColumnType<DB>,
+        {
+            $($body)*
+        }
+    };
+}
+
+mod approvals;
+mod changes;
+mod destruction;
 
 /// The store over a pool of database `DB` (see [`super::SqliteStore`] and [`super::PgStore`]).
 #[derive(Debug, Clone)]
@@ -86,17 +111,8 @@ struct Writer<'s, DB: Database> {
     _turn: MutexGuard<'s, ()>,
 }
 
-impl<'s, DB> Writer<'s, DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'n> &'n str: ColumnIndex<DB::Row>,
-    i64: ColumnType<DB>,
-    String: ColumnType<DB>,
-    Vec<u8>: ColumnType<DB>,
-    Option<i64>: ColumnType<DB>,
-    Option<String>: ColumnType<DB>,
-{
+over_db! {
+impl<'s, DB> Writer<'s, DB> {
     async fn begin(store: &'s SqlStore<DB>) -> Result<Self, StoreError> {
         let turn = store.writer.lock().await;
         let mut tx = store.pool.begin_with(DB::BEGIN_WRITE).await?;
@@ -108,144 +124,6 @@ where
 
     async fn commit(self) -> Result<(), StoreError> {
         Ok(self.tx.commit().await?)
-    }
-
-    async fn insert(&mut self, key: &KeyRecord) -> Result<(), StoreError> {
-        let jwk = Value::Object(key.public_jwk.clone()).to_string();
-        let result = sqlx::query(
-            "INSERT INTO keys (key_set, kid, alg, hsm, hsm_id, public_jwk, origin, created_at, \
-             activate_at, revoked_at, revoke_reason, destroyed_at, cka_local, always_sensitive, \
-             never_extractable, certificate_required, certified_at, certificate_chain, \
-             certificate_not_after, destroy_at, destroy_cancelled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21)",
-        )
-        .bind(&key.key_set)
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.hsm)
-        .bind(&key.hsm_id)
-        .bind(jwk)
-        .bind(key.origin.name().to_string())
-        .bind(key.created_at)
-        .bind(key.activate_at)
-        .bind(key.revoked_at)
-        .bind(&key.revoke_reason)
-        .bind(key.destroyed_at)
-        .bind(key.provenance.map(|p| i64::from(p.local)))
-        .bind(key.provenance.map(|p| i64::from(p.always_sensitive)))
-        .bind(key.provenance.map(|p| i64::from(p.never_extractable)))
-        .bind(i64::from(key.certificate_required))
-        .bind(key.certified_at)
-        .bind(
-            key.certificate
-                .as_ref()
-                .map(|c| Value::from(c.x5c.clone()).to_string()),
-        )
-        .bind(key.certificate.as_ref().map(|c| c.not_after))
-        .bind(key.destroy_at)
-        .bind(key.destroy_cancelled_at)
-        .execute(&mut *self.tx)
-        .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("key {} already exists in key set {}", key.kid, key.key_set),
-            )),
-            other => other.map(|_| ()).map_err(Into::into),
-        }
-    }
-
-    /// Applies one change; an update that touches no row is a [`StoreError::Conflict`].
-    async fn change(&mut self, change: &KeyChange) -> Result<(), StoreError> {
-        let (query, conflict) = match change {
-            KeyChange::Insert(key) => return self.insert(key).await,
-            KeyChange::ScheduleDestruction { .. } | KeyChange::CancelDestruction { .. } => {
-                return self.destruction(change).await;
-            }
-            KeyChange::Activate { key_set, kid, at } => (
-                sqlx::query(
-                    "UPDATE keys SET activate_at = $1 \
-                     WHERE key_set = $2 AND kid = $3 AND revoked_at IS NULL RETURNING kid",
-                )
-                .bind(at)
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} is unknown or revoked"),
-            ),
-            KeyChange::Revoke {
-                key_set,
-                kid,
-                at,
-                reason,
-            } => (
-                sqlx::query(
-                    "UPDATE keys SET revoked_at = $1, revoke_reason = $2 \
-                     WHERE key_set = $3 AND kid = $4 AND revoked_at IS NULL RETURNING kid",
-                )
-                .bind(at)
-                .bind(reason)
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} is unknown or already revoked"),
-            ),
-            KeyChange::Provenance {
-                key_set,
-                kid,
-                provenance: p,
-            } => (
-                sqlx::query(
-                    "UPDATE keys SET cka_local = $1, always_sensitive = $2, \
-                     never_extractable = $3 WHERE key_set = $4 AND kid = $5 RETURNING kid",
-                )
-                .bind(i64::from(p.local))
-                .bind(i64::from(p.always_sensitive))
-                .bind(i64::from(p.never_extractable))
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} is unknown"),
-            ),
-            KeyChange::Certify {
-                key_set,
-                kid,
-                x5c,
-                not_after,
-                at,
-            } => (
-                sqlx::query(
-                    "UPDATE keys SET certificate_chain = $1, certificate_not_after = $2, \
-                     certified_at = COALESCE(certified_at, $3) WHERE key_set = $4 AND kid = $5 \
-                     AND revoked_at IS NULL AND destroyed_at IS NULL RETURNING kid",
-                )
-                .bind(Value::from(x5c.clone()).to_string())
-                .bind(not_after)
-                .bind(at)
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} is unknown, revoked or destroyed"),
-            ),
-            KeyChange::NotRevoked { key_set, kid } => (
-                sqlx::query(
-                    "SELECT kid FROM keys WHERE key_set = $1 AND kid = $2 AND revoked_at IS NULL",
-                )
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} was revoked"),
-            ),
-            KeyChange::Destroyed { key_set, kid, at } => (
-                sqlx::query(
-                    "UPDATE keys SET destroyed_at = $1 \
-                     WHERE key_set = $2 AND kid = $3 AND destroyed_at IS NULL RETURNING kid",
-                )
-                .bind(at)
-                .bind(key_set)
-                .bind(kid),
-                format!("key {kid} of {key_set} is unknown or already destroyed"),
-            ),
-        };
-        match query.fetch_optional(&mut *self.tx).await? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Conflict(conflict)),
-        }
     }
 
     /// The one-next-key guard (see [`KeyChange::Insert`]), checked once every change is applied.
@@ -308,19 +186,11 @@ where
         Ok(())
     }
 }
+}
 
+over_db! {
 #[async_trait]
-impl<DB> Store for SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'n> &'n str: ColumnIndex<DB::Row>,
-    i64: ColumnType<DB>,
-    String: ColumnType<DB>,
-    Vec<u8>: ColumnType<DB>,
-    Option<i64>: ColumnType<DB>,
-    Option<String>: ColumnType<DB>,
-{
+impl<DB> Store for SqlStore<DB> {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -439,4 +309,5 @@ where
             .await?;
         w.commit().await
     }
+}
 }

@@ -67,24 +67,14 @@ impl Service {
             now,
         );
         let record = KeyRecord {
-            key_set: set.into(),
-            kid: kid.clone(),
             alg: cfg.alg.jose_name().into(),
             hsm: slot.config.name.clone(),
             hsm_id: found.hsm_id.clone(),
             public_jwk: found.public.jwk_members(),
-            origin: Origin::Imported,
-            created_at: now,
             activate_at,
-            revoked_at: None,
-            revoke_reason: None,
-            destroyed_at: None,
-            destroy_at: None,
-            destroy_cancelled_at: None,
             provenance: Some(provenance),
             certificate_required: cfg.require_certificate && !records.is_empty(),
-            certified_at: None,
-            certificate: None,
+            ..KeyRecord::new(set, &kid, Origin::Imported, now)
         };
         let mut changes = vec![KeyChange::Insert(record)];
         let mut events = vec![NewEvent::new(now, actor, "imported").key(set, &kid).detail(json!({

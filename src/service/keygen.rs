@@ -103,24 +103,14 @@ impl Service {
             .await?;
         let provenance = super::import::provenance(&attrs);
         let record = KeyRecord {
-            key_set: set.name.clone(),
-            kid: public.thumbprint(),
             alg: set.alg.jose_name().to_string(),
             hsm: slot.config.name.clone(),
             hsm_id: hsm_id.clone(),
             public_jwk: public.jwk_members(),
-            origin: Origin::Generated,
-            created_at: now,
             activate_at,
-            revoked_at: None,
-            revoke_reason: None,
-            destroyed_at: None,
-            destroy_at: None,
-            destroy_cancelled_at: None,
             provenance: Some(provenance),
             certificate_required,
-            certified_at: None,
-            certificate: None,
+            ..KeyRecord::new(&set.name, &public.thumbprint(), Origin::Generated, now)
         };
         let event = NewEvent::new(now, actor, "key_generated")
             .key(&set.name, &record.kid)

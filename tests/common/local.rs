@@ -190,6 +190,27 @@ impl Local {
         }
     }
 
+    /// Whether the token still holds a private object with `CKA_ID` = `kid`'s bytes.
+    pub async fn in_token(&self, kid: &str) -> bool {
+        let slot = &self.service.backends[0];
+        let ids = slot
+            .with_backend(std::time::Duration::from_secs(5), |b| b.list_ids(""))
+            .await
+            .expect("list the token's keys");
+        ids.iter().any(|(id, _)| id.as_slice() == kid.as_bytes())
+    }
+
+    /// The kid of key set `set`'s next key (activating after this service's now).
+    pub fn next_kid(&self, set: &str) -> String {
+        let now = self.service.now();
+        self.service
+            .records(set)
+            .into_iter()
+            .find(|r| r.activate_at > now)
+            .expect("a next key")
+            .kid
+    }
+
     /// Serves the router on a loopback port (for the `signet` CLI) until the test ends; returns
     /// its base URL.
     pub async fn serve(&self) -> String {
@@ -201,4 +222,25 @@ impl Local {
         tokio::spawn(async move { axum::serve(listener, app).await });
         base
     }
+}
+
+/// Runs `signet <args>` against `base` with the bearer `token`: exit code, stdout, stderr.
+pub async fn cli(base: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let (base, token) = (base.to_string(), token.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+            .args(&args)
+            .env("SIGNET_URL", base)
+            .env("SIGNET_TOKEN", token)
+            .output()
+            .expect("run signet")
+    })
+    .await
+    .expect("join");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod containers;
+pub mod load;
 pub mod local;
 pub mod postgres;
 pub mod store;

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Map;
 use signet::keys::{
     KeyChange, KeyRecord, NewEvent, Origin, Provenance, Store, StoreError, open_store,
 };
@@ -46,28 +45,16 @@ impl Db {
 /// A generated ES256 key, neither revoked nor destroyed.
 pub fn key(key_set: &str, kid: &str, created_at: i64, activate_at: i64) -> KeyRecord {
     KeyRecord {
-        key_set: key_set.into(),
-        kid: kid.into(),
         alg: "ES256".into(),
         hsm: "primary".into(),
         hsm_id: kid.as_bytes().to_vec(),
-        public_jwk: Map::new(),
-        origin: Origin::Generated,
-        created_at,
         activate_at,
-        revoked_at: None,
-        revoke_reason: None,
-        destroyed_at: None,
-        destroy_at: None,
-        destroy_cancelled_at: None,
         provenance: Some(Provenance {
             local: true,
             always_sensitive: true,
             never_extractable: true,
         }),
-        certificate_required: false,
-        certified_at: None,
-        certificate: None,
+        ..KeyRecord::new(key_set, kid, Origin::Generated, created_at)
     }
 }
 

@@ -3,9 +3,9 @@
 //! admins deciding at once, on any replicas, exactly one wins.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Executor, Row};
+use sqlx::{ColumnIndex, Row};
 
-use super::{ColumnType, Dialect, SqlStore, Writer};
+use super::{ColumnType, SqlStore, Writer};
 use crate::keys::approvals::{Approval, ApprovalStore};
 use crate::keys::{NewEvent, StoreError};
 
@@ -33,19 +33,9 @@ where
     })
 }
 
+over_db! {
 #[async_trait]
-impl<DB> ApprovalStore for SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'n> &'n str: ColumnIndex<DB::Row>,
-    i64: ColumnType<DB>,
-    String: ColumnType<DB>,
-    Vec<u8>: ColumnType<DB>,
-    Option<i64>: ColumnType<DB>,
-    Option<String>: ColumnType<DB>,
-    <DB as Database>::Row: Row<Database = DB>,
-{
+impl<DB> ApprovalStore for SqlStore<DB> {
     async fn add_approval(&self, a: &Approval, event: &NewEvent) -> Result<(), StoreError> {
         let mut w = Writer::begin(self).await?;
         sqlx::query(
@@ -116,4 +106,5 @@ where
         w.append(std::slice::from_ref(event)).await?;
         w.commit().await
     }
+}
 }
