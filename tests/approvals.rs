@@ -2,12 +2,13 @@
 //! token and a real SQLite store: one admin cannot destroy, import or force a rotation alone; a
 //! different admin client's approval carries the request out; self-approval, a second decision
 //! and an expired approval are refused; a revocation is never held; the audit trail names both
-//! admins; approvals live in the store (another service on it decides them).
+//! admins; approvals live in the store (another service on it decides them); the CLI holds, lists,
+//! approves and rejects.
 
 mod common;
 
 use axum::http::Method;
-use common::local::{Local, process_token};
+use common::local::{Local, cli, process_token};
 use common::*;
 use serde_json::{Value, json};
 
@@ -262,4 +263,55 @@ fn unknown_actions_are_refused_at_start_up_naming_the_key() {
         ("two.toml", "approvals.require[1]")
     );
     assert!(err.reason.contains("revoke"), "{}", err.reason);
+}
+
+/// The approval id a held CLI request prints (`... signet approvals approve <id>`).
+#[track_caller]
+fn held_id(out: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("held for a second admin"))
+        .unwrap_or_else(|| panic!("not held:\n{out}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_holds_lists_approves_and_rejects() {
+    let main = Local::start(&sets(), edit).await;
+    let base = main.serve().await;
+
+    // A forced rotation by one admin is held (the CLI says so and names the approval); the
+    // second admin rejects it and nothing changes.
+    let before = active_and_next(&main);
+    let (code, out, err) = cli(&base, ADMIN_TOKEN, &["keys", "rotate", "id", "--force"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = held_id(&out);
+    let (code, out, _) = cli(&base, SECOND, &["approvals", "list"]).await;
+    assert!(
+        code == 0 && out.contains(&id) && out.contains("rotate"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&base, SECOND, &["approvals", "reject", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("rejected"), "{out}");
+    assert_eq!(active_and_next(&main), before);
+    let (_, out, _) = cli(&base, SECOND, &["approvals", "list"]).await;
+    assert!(out.contains("no pending approvals"), "{out}");
+
+    // `keys destroy` is held; the requester's own approval is refused with the API's code; the
+    // second admin's carries the destruction out.
+    let next = before.1;
+    let revoke = ["keys", "revoke", "id", &next, "--reason", "t"];
+    let (code, out, err) = cli(&base, ADMIN_TOKEN, &revoke).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&base, ADMIN_TOKEN, &["keys", "destroy", "id", &next]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = held_id(&out);
+    assert!(main.in_token(&next).await, "held, not destroyed");
+    let (code, out, err) = cli(&base, ADMIN_TOKEN, &["approvals", "approve", &id]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("self_approval"), "{err}");
+    let (code, out, err) = cli(&base, SECOND, &["approvals", "approve", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!main.in_token(&next).await, "destroyed on approval");
 }
