@@ -878,26 +878,7 @@ async fn certificates(main: &Local, reached: &mut Reached) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A self-signed test CA (openssl), for another key than Signet's.
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=CA",
-            "-days",
-            "30",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    openssl_ca(d);
     let (status, out) = main
         .post(
             &format!("/v1/key-sets/spare/keys/{kid}/csr"),
@@ -906,25 +887,7 @@ async fn certificates(main: &Local, reached: &mut Reached) {
         )
         .await;
     assert_eq!(status, 200, "{out}");
-    std::fs::write(d.join("leaf.csr"), out["csr"].as_str().unwrap()).unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            "leaf.pem",
-        ],
-    );
+    openssl_issue(d, out["csr"].as_str().unwrap(), "1");
     let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
     let put = |chain: String| {
         request(

@@ -41,19 +41,9 @@ op_timeout = "{ms}ms"
     cfg
 }
 
-async fn metrics(signet: &Signet) -> String {
-    let r = signet
-        .http
-        .get(signet.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    r.text().await.unwrap()
-}
-
 /// Signatures made on backend `hsm` so far.
 async fn signed_on(signet: &Signet, hsm: &str) -> f64 {
-    let text = metrics(signet).await;
+    let text = signet.metrics().await;
     let series = format!("signet_hsm_signatures_total{{hsm=\"{hsm}\",outcome=\"ok\"}}");
     text.lines()
         .find(|l| l.starts_with(&series))
@@ -87,7 +77,7 @@ async fn wait_spread_back(signet: &Signet, since: f64, what: &str) {
         assert!(
             Instant::now() < deadline,
             "{what}: no signature on the remote backend\n{}",
-            metrics(signet).await
+            signet.metrics().await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -163,7 +153,7 @@ async fn losing_one_of_two_backends_costs_no_request() {
         assert!(o.took <= limit, "a request waited {:?}", o.took);
         verify_jwt(o.body["jwt"].as_str().unwrap(), &jwks);
     }
-    let text = metrics(&signet).await;
+    let text = signet.metrics().await;
     let failures = text
         .lines()
         .find(|l| l.starts_with("signet_hsm_failures_total{hsm=\"remote\"}"))

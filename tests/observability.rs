@@ -69,49 +69,6 @@ fn served_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// A CA made with the openssl CLI in `dir` issues a leaf for `csr`; returns leaf + CA, PEM.
-fn issue(dir: &Path, csr: &str) -> String {
-    let ec = ["ecparam", "-name", "prime256v1", "-genkey", "-noout"];
-    openssl(dir, &[&ec[..], &["-out", "ca.key"]].concat());
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=Test CA",
-            "-days",
-            "30",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    std::fs::write(dir.join("leaf.csr"), csr).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "20",
-            "-out",
-            "leaf.pem",
-        ],
-    );
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    format!("{}{}", read("leaf.pem"), read("ca.pem"))
-}
-
 /// Signs once, and gives the active key of `id` a CA-issued certificate.
 async fn exercise(signet: &Signet, dir: &Path) {
     let body = json!({"claims": claims_for("id_token", now())});
@@ -128,7 +85,9 @@ async fn exercise(signet: &Signet, dir: &Path) {
         .post(&path, Some(ADMIN_TOKEN), &json!({"subject": "CN=signet"}))
         .await;
     assert_eq!(status, 200, "{out}");
-    let chain = issue(dir, out["csr"].as_str().unwrap());
+    openssl_ca(dir);
+    let leaf = openssl_issue(dir, out["csr"].as_str().unwrap(), "20");
+    let chain = leaf + &std::fs::read_to_string(dir.join("ca.pem")).unwrap();
     let r = signet
         .http
         .put(signet.url(&format!("/v1/key-sets/id/keys/{kid}/certificate")))
@@ -191,15 +150,7 @@ async fn every_metric_named_by_the_rules_and_the_dashboard_is_served() {
     let signet = Signet::start(&token, dir.path(), port, &config).await;
     exercise(&signet, dir.path()).await;
 
-    let text = signet
-        .http
-        .get(signet.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = signet.metrics().await;
     let served = served_names(&text);
     let missing: Vec<&String> = named.difference(&served).collect();
     assert!(

@@ -82,15 +82,7 @@ async fn killing_the_remote_hsm_under_load_fails_fast_and_recovers() {
     let outcomes = load.stop().await;
 
     // The incident shows in the metrics.
-    let metrics = signet
-        .http
-        .get(signet.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = signet.metrics().await;
     let value = |series: &str| -> f64 {
         metrics
             .lines()

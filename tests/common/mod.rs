@@ -155,6 +155,34 @@ pub fn openssl(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A self-signed P-256 test CA made with the openssl CLI in `dir`: `ca.key`, `ca.pem`.
+pub fn openssl_ca(dir: &Path) {
+    let subject = ["-subj", "/CN=Test CA", "-days", "30"];
+    let out = ["-keyout", "ca.key", "-out", "ca.pem"];
+    let new = [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(dir, &[&new[..], &subject, &out].concat());
+}
+
+/// The CA of [`openssl_ca`] in `dir` issues `leaf.pem` for the PEM CSR `csr`, valid `days`;
+/// returns the leaf's PEM.
+pub fn openssl_issue(dir: &Path, csr: &str, days: &str) -> String {
+    std::fs::write(dir.join("leaf.csr"), csr).expect("write the CSR");
+    let ca = ["-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+    let req = [
+        "x509", "-req", "-in", "leaf.csr", "-days", days, "-out", "leaf.pem",
+    ];
+    openssl(dir, &[&req[..], &ca].concat());
+    std::fs::read_to_string(dir.join("leaf.pem")).expect("leaf.pem")
+}
+
 /// Valid claims for `profile` at `now`.
 pub fn claims_for(profile: &str, now: i64) -> Value {
     match profile {
@@ -461,6 +489,12 @@ impl Signet {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await;
+        r.expect("the service answers").text().await.expect("text")
     }
 
     /// POSTs JSON with a bearer token; returns status and body.
