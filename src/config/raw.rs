@@ -160,7 +160,7 @@ pub fn apply_env_overrides(
         let parts: Vec<String> = rest.split("__").map(normalise).collect();
         let value = scalar(&value);
         match parts.as_slice() {
-            [section, field] if section == "server" || section == "store" => {
+            [section, field] if ["server", "store", "audit"].contains(&section.as_str()) => {
                 let table = doc
                     .entry(section.clone())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()));

@@ -86,4 +86,8 @@ fn audit_sink() {
         );
         assert!(e.reason.contains(why), "{bad}: {}", e.reason);
     }
+    // From the environment, as in a container.
+    let env = [("SIGNET_AUDIT__SINK".to_string(), "stdout".to_string())];
+    let c = Config::from_toml(&base(), "test.toml", env.into_iter()).unwrap();
+    assert_eq!(c.audit_sink, Some(AuditSink::Stdout));
 }
