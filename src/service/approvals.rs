@@ -6,14 +6,23 @@
 //! rejects it; the requester may reject (withdraw) their own, never approve it. Approvals expire
 //! after `[approvals] expire`. A revocation is never held, even forced: it is the emergency path.
 //! The audit trail records `approval_requested`, then `approval_approved` (requester and
-//! approver) right before the change itself, or `approval_rejected`.
+//! approver) right before the change itself, or `approval_rejected`, or, once one lapsed
+//! undecided, `approval_expired` (with its requester; recorded by the lease holder's scheduler).
+//!
+//! An approval is carried out only on the state its requester saw: a held import only if the
+//! token object is still the key pair (kid) requested, a forced rotation only if the key set's
+//! active key (and next key, if it had one) are still those recorded with the request, a
+//! destruction only if the key is still destroyable. Otherwise 409 `approval_stale` (or the
+//! destruction's own refusal), checked before the approval is marked approved and again under the
+//! operator lock when it is carried out.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::keygen::SCHEDULER;
 use super::{ApprovalRefusal, ImportBy, KeyEntry, Rfc3339, Service, ServiceError};
 use crate::config::Approvable;
-use crate::keys::{Approval, KeyRecord, NewEvent, StoreError};
+use crate::keys::{Approval, KeyRecord, NewEvent, StoreError, lifecycle};
 
 /// What an admin request led to: carried out, or held for a second admin.
 #[derive(Debug)]
@@ -65,6 +74,75 @@ impl ApprovalView {
             decided_at: a.decided_at.map(Rfc3339),
         }
     }
+}
+
+/// The key set's active and next keys (and when the next activates) when a forced rotation was
+/// requested: what its approver approves. The rotation is carried out only if they are still so (a next key generated since,
+/// where there was none, is no change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SeenKeys {
+    pub(super) active: Option<String>,
+    pub(super) next: Option<String>,
+    /// When the next key activates (a rotation already scheduled moves it).
+    pub(super) next_at: Option<i64>,
+}
+
+impl SeenKeys {
+    pub(super) fn of(records: &[KeyRecord], now: i64) -> Self {
+        Self {
+            active: lifecycle::active(records, now).map(|k| k.kid.clone()),
+            next: lifecycle::next(records, now).map(|k| k.kid.clone()),
+            next_at: lifecycle::next(records, now).map(|k| k.activate_at),
+        }
+    }
+
+    /// Refuses (`approval_stale`) when the key set's keys at `now` are not the ones seen.
+    pub(super) fn still(
+        &self,
+        id: &str,
+        records: &[KeyRecord],
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let now_keys = Self::of(records, now);
+        let shown = |k: &Option<String>| k.clone().unwrap_or_else(|| "none".into());
+        let reason = if now_keys.active != self.active {
+            format!(
+                "the active key is now {}, not {} as when it was requested",
+                shown(&now_keys.active),
+                shown(&self.active)
+            )
+        } else if self.next.is_some()
+            && (now_keys.next != self.next
+                || (self.next_at.is_some() && now_keys.next_at != self.next_at))
+        {
+            let at = |k: &Option<i64>| k.map_or("-".into(), |t| t.to_string());
+            format!(
+                "the next key is now {} activating at {}, not {} at {} as when it was requested",
+                shown(&now_keys.next),
+                at(&now_keys.next_at),
+                shown(&self.next),
+                at(&self.next_at)
+            )
+        } else {
+            return Ok(());
+        };
+        Err(ApprovalRefusal::Stale {
+            id: id.into(),
+            reason,
+        }
+        .into())
+    }
+}
+
+/// The keys a held forced rotation's request recorded (none in one held before they were).
+fn held_keys(request: &str) -> Option<SeenKeys> {
+    let req: Value = serde_json::from_str(request).ok()?;
+    let text = |k: &str| req[k].as_str().map(str::to_string);
+    req.get("active").map(|_| SeenKeys {
+        active: text("active"),
+        next: text("next"),
+        next_at: req["next_activate_at"].as_i64(),
+    })
 }
 
 /// 16 random bytes, hex: an approval id nobody can guess.
@@ -172,7 +250,11 @@ impl Service {
         if activate_at.is_some_and(|at| at < self.now()) {
             return Err(super::Invalid::ActivateAtInPast.into());
         }
-        let request = json!({ "activate_at": activate_at, "force": true });
+        let seen = SeenKeys::of(&self.records(set), self.now());
+        let request = json!({
+            "activate_at": activate_at, "force": true,
+            "active": seen.active, "next": seen.next, "next_activate_at": seen.next_at,
+        });
         let held = self.hold("rotate", set, None, request, actor).await?;
         Ok(Held::Pending(held))
     }
@@ -238,14 +320,53 @@ impl Service {
         }
     }
 
+    /// The scheduler's part (lease holder only): records each approval whose time ran out
+    /// undecided as `expired`, with an `approval_expired` event naming its requester, so that
+    /// the trail says what became of every held request.
+    pub(super) async fn expire_lapsed_approvals(&self) -> Result<(), ServiceError> {
+        let now = self.now();
+        for a in self.store.lapsed_approvals(now).await? {
+            let mut event = NewEvent::new(now, SCHEDULER, "approval_expired").detail(json!({
+                "approval": a.id, "action": a.action, "requested_by": a.requested_by,
+                "expires_at": a.expires_at,
+                "request": serde_json::from_str::<Value>(&a.request).unwrap_or(Value::Null),
+            }));
+            event = match &a.kid {
+                Some(kid) => event.key(&a.key_set, kid),
+                None => event.set(&a.key_set),
+            };
+            match self.store.expire_approval(&a.id, now, &event).await {
+                Err(StoreError::Conflict(_)) => {} // decided or expired by another replica
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
     /// Approves `id` as `by` (never its requester) and carries out the held request.
     pub(crate) async fn approve(&self, id: &str, by: &str) -> Result<Executed, ServiceError> {
         let a = self.open_approval(id, self.now()).await?;
         if a.requested_by == by {
             return Err(ApprovalRefusal::SelfApproval(a.id).into());
         }
+        self.still_doable(&a)?;
         self.decide(&a, "approved", by).await?;
         self.execute(&a).await
+    }
+
+    /// Refuses an approval of a change that can no longer be made as requested (the key set's
+    /// keys changed, the key was destroyed or is in use again) before it is marked approved.
+    /// `execute` checks again, under the operator lock.
+    fn still_doable(&self, a: &Approval) -> Result<(), ServiceError> {
+        let cfg = self.key_set(&a.key_set)?;
+        match (a.action.as_str(), a.kid.as_deref()) {
+            ("destroy", Some(kid)) => self.destroyable(cfg, kid, self.now()).map(|_| ()),
+            ("rotate", _) => match held_keys(&a.request) {
+                Some(seen) => seen.still(&a.id, &self.records(&a.key_set), self.now()),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
     }
 
     /// Rejects `id` as `by` (the requester may withdraw their own).
@@ -276,13 +397,19 @@ impl Service {
                     }
                 };
                 let accept = req["accept_exposed_material"].as_bool().unwrap_or(false);
+                let expect = a.kid.as_deref().map(|kid| (a.id.as_str(), kid));
                 Ok(Executed::Imported(
-                    self.import(set, by, accept, actor).await?,
+                    self.import_expecting(set, by, accept, actor, expect)
+                        .await?,
                 ))
             }
             "rotate" => {
                 let at = req["activate_at"].as_i64();
-                Ok(Executed::Rotated(self.rotate(set, at, true, actor).await?))
+                let seen = held_keys(&a.request);
+                let expect = seen.as_ref().map(|s| (a.id.as_str(), s));
+                Ok(Executed::Rotated(
+                    self.rotate_expecting(set, at, true, actor, expect).await?,
+                ))
             }
             _ => Err(ServiceError::Internal(
                 "a stored approval of an unknown action",

@@ -154,6 +154,9 @@ impl Service {
             // drop the objects it cannot open.
             self.reconcile().await;
         }
+        if let Err(e) = self.expire_lapsed_approvals().await {
+            tracing::warn!(error = %Chain(&e), "cannot record expired approvals");
+        }
         let _ops = self.ops.lock().await;
         for (i, set) in self.config.key_sets.iter().enumerate() {
             // Renewed before every further key set: a generation may take seconds.
