@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::approvals::SeenKeys;
+use super::held_keys::SeenKeys;
 use super::keygen::SCHEDULER;
 use super::{Invalid, Refusal, Service, ServiceError};
 use crate::config::KeySetConfig;

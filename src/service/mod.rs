@@ -14,6 +14,7 @@ mod context;
 mod destruction;
 mod error;
 mod health;
+mod held_keys;
 pub mod hsm_signer;
 mod http_sign;
 mod import;
