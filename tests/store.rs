@@ -10,8 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use signet::keys::audit::{GENESIS, verify};
 use signet::keys::{
-    Approval, ApprovalStore, KeyChange, KeyRecord, Lease, NewEvent, Origin, Provenance, Store,
-    StoreError,
+    Approval, KeyChange, KeyRecord, Lease, NewEvent, Origin, Provenance, Store, StoreError,
 };
 
 use common::store::*;
