@@ -136,9 +136,17 @@ fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
     match file.write_all(bytes).and_then(|()| file.sync_data()) {
         Ok(()) => Ok(()),
         Err(e) => {
-            let _ = file.set_len(len);
+            cut_back(&file, len);
             Err(shown(e))
         }
+    }
+}
+
+/// Cuts what a failed write left past `len` off `file`. Only ever shrinks it: a file truncated
+/// meanwhile (logrotate's `copytruncate`) is not grown back to `len` with zero bytes.
+fn cut_back(file: &File, len: u64) {
+    if file.metadata().is_ok_and(|m| m.len() > len) {
+        let _ = file.set_len(len);
     }
 }
 

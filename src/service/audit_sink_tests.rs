@@ -84,3 +84,18 @@ fn the_file_is_created_private_and_only_a_regular_file_is_written() {
             .contains("not a regular file")
     );
 }
+
+#[test]
+fn a_failed_write_is_cut_back_but_a_truncated_file_never_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    std::fs::write(&path, line(1) + "{\"seq\":2,\"ha").unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = line(1).len() as u64;
+    cut_back(&file, len);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), line(1));
+    // `copytruncate` emptied the file between the write's start and its failure.
+    file.set_len(0).unwrap();
+    cut_back(&file, len);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
