@@ -240,6 +240,44 @@ async fn one_admin_cannot_destroy_import_or_force_alone() {
         .await;
     assert_eq!((status, &out["origin"]), (201, &json!("imported")), "{out}");
 
+    // A held import is carried out only on the key pair its requester saw: another key pair put
+    // under the same label since is refused, not imported.
+    let token = process_token();
+    token.keypair("a9b0c002", "swapped", "EC:prime256v1", true);
+    main.wait_for_keys(&["swapped"]).await;
+    let id = pending(
+        main.post(import, a, &json!({"label": "swapped"})).await,
+        "import",
+    );
+    for kind in ["privkey", "pubkey"] {
+        let out = token.pkcs11_tool(&["--delete-object", "--type", kind, "--label", "swapped"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let slot = &main.service.backends[0];
+        let listed = (slot.with_backend(std::time::Duration::from_secs(5), |b| b.list_ids("")))
+            .await
+            .unwrap_or_default();
+        if !listed.iter().any(|(_, label)| label == "swapped") {
+            break;
+        }
+        assert!(std::time::Instant::now() < gone, "still listed: {listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    token.keypair("a9b0c003", "swapped", "EC:prime256v1", true);
+    main.wait_for_keys(&["swapped"]).await;
+    let approve = format!("/v1/approvals/{id}/approve");
+    refused(
+        main.call(Method::POST, &approve, b, None).await,
+        409,
+        "approval_stale",
+    );
+
     // A forced revocation is not held either.
     let (active, _) = active_and_next(&main);
     let revoke = format!("/v1/key-sets/id/keys/{active}/revoke");
@@ -247,6 +285,42 @@ async fn one_admin_cannot_destroy_import_or_force_alone() {
         .post(&revoke, a, &json!({"reason": "compromise", "force": true}))
         .await;
     assert_eq!(status, 200, "{out}");
+    let verified = main.service.audit_verify().await.unwrap();
+    assert!(verified.is_ok(), "{verified:?}");
+
+    // A request left undecided: once it lapses, the scheduler records `approval_expired` with
+    // its requester, and it can no longer be approved.
+    let id = pending(
+        main.post("/v1/key-sets/id/rotate", a, &force).await,
+        "rotate",
+    );
+    main.clock.advance(3601);
+    main.service.tick().await;
+    let (status, out) = main.get("/v1/audit?after=0&limit=1000", a).await;
+    assert_eq!(status, 200, "{out}");
+    let of = |action: &str| {
+        (out["events"].as_array().unwrap().iter())
+            .find(|e| e["action"] == action && e["detail"]["approval"] == json!(id))
+            .unwrap_or_else(|| panic!("no {action} of {id}: {out}"))
+            .clone()
+    };
+    let (requested, expired) = (of("approval_requested"), of("approval_expired"));
+    assert_eq!(
+        expired["detail"]["requested_by"], requested["actor"],
+        "{expired}"
+    );
+    assert_eq!(expired["key_set"], "id", "{expired}");
+    refused(
+        main.call(
+            Method::POST,
+            &format!("/v1/approvals/{id}/approve"),
+            b,
+            None,
+        )
+        .await,
+        409,
+        "approval_expired",
+    );
     let verified = main.service.audit_verify().await.unwrap();
     assert!(verified.is_ok(), "{verified:?}");
 }

@@ -261,3 +261,26 @@ async fn a_restarted_sink_resumes_after_the_last_line_of_its_file() {
     let (code, out, err) = verify_file(&path);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_of_another_trail_is_never_appended_to() {
+    let siem = tempfile::tempdir().unwrap();
+    let path = siem.path().join("audit.jsonl");
+    let first = Local::start(&[audited()], with_sink(&path)).await;
+    sign(&first).await;
+    synced(&first, &path).await;
+    drop(first);
+    let before = std::fs::read(&path).unwrap();
+    // Another deployment (another store) pointed at the same file: its last line is not this
+    // store's event of that seq.
+    let other = Local::start(&[audited()], with_sink(&path)).await;
+    sign(&other).await;
+    let body = wait_sink(&other, "down").await;
+    let reason = body["audit_sink"]["reason"].as_str().unwrap();
+    assert!(reason.contains("another trail"), "{body}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}

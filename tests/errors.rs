@@ -112,6 +112,7 @@ fn sets() -> Vec<Set<'static>> {
         set("faulty", "id_token", "ES256"),
         set("broken", "id_token", "ES256"),
         set("multi", "id_token", "ES256"),
+        set("held", "id_token", "ES256"),
         Set {
             name: "certified",
             profile: "id_token",
@@ -869,6 +870,24 @@ async fn approvals(main: &Local, reached: &mut Reached) {
         "approval_expired",
     );
     main.clock.set(now);
+    // Two forced rotations held at once (on a key set of their own): once the first is
+    // approved, the key set is not what the second's requester saw, so it is not carried out.
+    let (first, second) = (
+        main.send(held("/v1/key-sets/held/rotate")).await,
+        main.send(held("/v1/key-sets/held/rotate")).await,
+    );
+    assert_eq!((first.0, second.0), (202, 202), "{} {}", first.2, second.2);
+    let approve = |out: &Value| {
+        let id = out["approval"]["id"].as_str().unwrap();
+        post(&format!("/v1/approvals/{id}/approve"), b, &json!({}))
+    };
+    let (status, _, out) = main.send(approve(&first.2)).await;
+    assert_eq!(status, 200, "{out}");
+    reached.check(
+        "approving a rotation the key set has moved past",
+        main.send(approve(&second.2)).await,
+        "approval_stale",
+    );
 }
 
 /// Certificate chains refused, and a rotation that waits for a certificate.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use signet::keys::audit::{GENESIS, verify};
-use signet::keys::{KeyChange, KeyRecord, Lease, NewEvent, Origin, Provenance, Store, StoreError};
+use signet::keys::{
+    Approval, KeyChange, KeyRecord, Lease, NewEvent, Origin, Provenance, Store, StoreError,
+};
 
 use common::store::*;
 
@@ -46,6 +48,7 @@ on_both!(
     concurrent_writers_leave_one_chain_and_one_next_key,
     reopening_migrates_again_harmlessly,
     destruction_schedule_and_cancel,
+    approvals_lapse_and_are_expired_once,
 );
 
 async fn keys_round_trip_every_column(db: Db) {
@@ -452,4 +455,74 @@ async fn destruction_schedule_and_cancel(db: Db) {
     // A failed change leaves the audit trail alone too.
     let (events, _) = store.audit_all().await.unwrap();
     assert_eq!(events.len(), 1);
+}
+
+/// Lapsed approvals: listed once their time ran out undecided, marked `expired` once (a second
+/// replica's attempt conflicts), never one decided or not yet lapsed; the event lands with it.
+async fn approvals_lapse_and_are_expired_once(db: Db) {
+    let store = db.open().await;
+    let held = |id: &str, expires_at: i64| Approval {
+        id: id.into(),
+        action: "rotate".into(),
+        key_set: "set".into(),
+        kid: None,
+        request: "{}".into(),
+        requested_by: "alice".into(),
+        requested_at: 1,
+        expires_at,
+        status: "pending".into(),
+        decided_by: None,
+        decided_at: None,
+    };
+    let requested =
+        |id: &str| NewEvent::new(1, "alice", "approval_requested").detail(json!({"approval": id}));
+    for (id, at) in [("early", 10), ("late", 100), ("decided", 10)] {
+        store
+            .add_approval(&held(id, at), &requested(id))
+            .await
+            .unwrap();
+    }
+    let decided = NewEvent::new(5, "bob", "approval_rejected");
+    store
+        .decide_approval("decided", "rejected", "bob", 5, &decided)
+        .await
+        .unwrap();
+    let lapsed = store.lapsed_approvals(50).await.unwrap();
+    assert_eq!(
+        lapsed.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["early"]
+    );
+    let expired = NewEvent::new(50, "signet", "approval_expired");
+    store.expire_approval("early", 50, &expired).await.unwrap();
+    assert_conflict(
+        store.expire_approval("early", 51, &expired).await,
+        "not a lapsed",
+    );
+    assert_conflict(
+        store.expire_approval("late", 51, &expired).await,
+        "not a lapsed",
+    );
+    assert_conflict(
+        store.expire_approval("decided", 51, &expired).await,
+        "not a lapsed",
+    );
+    let early = store.approval("early").await.unwrap().unwrap();
+    assert_eq!(
+        (early.status.as_str(), early.decided_at),
+        ("expired", Some(50))
+    );
+    assert_eq!(early.status_at(60), "expired");
+    assert!(store.lapsed_approvals(60).await.unwrap().is_empty());
+    let (events, _) = store.audit_all().await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "approval_requested",
+            "approval_requested",
+            "approval_requested",
+            "approval_rejected",
+            "approval_expired"
+        ]
+    );
 }

@@ -74,10 +74,17 @@ fn audit_sink() {
         with("file:/var/log/signet/audit.jsonl").unwrap().audit_sink,
         Some(AuditSink::File("/var/log/signet/audit.jsonl".into()))
     );
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("audit.jsonl");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
+    let link = format!("file:{}", dir.path().join("link").display());
     for (bad, why) in [
         ("syslog", "neither"),
         ("file:", "needs a path"),
         ("file:/tmp", "is a directory"),
+        ("file:/dev/null", "not a regular file"),
+        (link.as_str(), "not a regular file"),
     ] {
         let e = with(bad).unwrap_err();
         assert_eq!(

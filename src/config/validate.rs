@@ -129,6 +129,14 @@ fn audit_sink(value: Option<&str>) -> Result<Option<AuditSink>> {
     if std::path::Path::new(path).is_dir() {
         return err(format!("`{path}` is a directory, not a file"));
     }
+    // The sink writes only to a regular file (see `service::audit_sink`): say so at start-up.
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.file_type().is_file()
+    {
+        return err(format!(
+            "`{path}` is a symbolic link, FIFO or device, not a regular file"
+        ));
+    }
     Ok(Some(AuditSink::File(PathBuf::from(path))))
 }
 

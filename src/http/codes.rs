@@ -110,6 +110,7 @@ pub const CODES: &[ProblemCode] = &[
     c("self_approval", S::FORBIDDEN),
     c("approval_expired", S::CONFLICT),
     c("approval_decided", S::CONFLICT),
+    c("approval_stale", S::CONFLICT),
     // Certificates of keys (`PUT .../certificate`, and rotation under `require_certificate`).
     c("certificate_key_mismatch", S::BAD_REQUEST),
     c("certificate_invalid", S::BAD_REQUEST),

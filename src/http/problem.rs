@@ -130,6 +130,7 @@ fn code(e: &ServiceError) -> &'static str {
             ApprovalRefusal::SelfApproval(_) => "self_approval",
             ApprovalRefusal::Expired { .. } => "approval_expired",
             ApprovalRefusal::Decided { .. } => "approval_decided",
+            ApprovalRefusal::Stale { .. } => "approval_stale",
         },
         ServiceError::Certificate(c) => match c {
             ChainError::KeyMismatch(_) => "certificate_key_mismatch",

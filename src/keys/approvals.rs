@@ -18,7 +18,7 @@ pub struct Approval {
     pub requested_by: String,
     pub requested_at: i64,
     pub expires_at: i64,
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected` or `expired` (recorded by the scheduler).
     pub status: String,
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
@@ -44,6 +44,11 @@ pub trait ApprovalStore {
     async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
     /// Approvals still pending and not expired at `now`, oldest first.
     async fn pending_approvals(&self, now: i64) -> Result<Vec<Approval>, StoreError>;
+    /// Approvals still `pending` whose time ran out at or before `now`, oldest first.
+    async fn lapsed_approvals(&self, now: i64) -> Result<Vec<Approval>, StoreError>;
+    /// Marks the lapsed approval `id` `expired` at `at` and appends `event`, in one
+    /// transaction; one no longer pending (or not yet lapsed) is a [`StoreError::Conflict`].
+    async fn expire_approval(&self, id: &str, at: i64, event: &NewEvent) -> Result<(), StoreError>;
     /// Decides the approval `id` (`status` `approved` or `rejected`) by `by` at `at`, and
     /// appends `event`, in one transaction; an approval not pending, or expired at `at`, is a
     /// [`StoreError::Conflict`] (two admins deciding at once: one wins).

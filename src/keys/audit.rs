@@ -172,10 +172,16 @@ pub fn verify_links(
                 },
             ))
         };
-        if e.seq != expected_seq {
+        if e.seq > expected_seq {
             return brk(
                 expected_seq,
                 &format!("missing (next row found is {})", e.seq),
+            );
+        }
+        if e.seq < expected_seq {
+            return brk(
+                expected_seq,
+                &format!("expected, but row {} comes again or out of order", e.seq),
             );
         }
         if e.prev_hash != prev {

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use super::held_keys::SeenKeys;
 use super::keygen::SCHEDULER;
 use super::{Invalid, Refusal, Service, ServiceError};
 use crate::config::KeySetConfig;
@@ -52,6 +53,20 @@ impl Service {
         force: bool,
         actor: &str,
     ) -> Result<KeyRecord, ServiceError> {
+        self.rotate_expecting(set, activate_at, force, actor, None)
+            .await
+    }
+
+    /// [`Self::rotate`]; with `expect` (an approval's id and the keys its requester saw), a key
+    /// set whose active or next key changed since is refused (`approval_stale`).
+    pub(super) async fn rotate_expecting(
+        &self,
+        set: &str,
+        activate_at: Option<i64>,
+        force: bool,
+        actor: &str,
+        expect: Option<(&str, &SeenKeys)>,
+    ) -> Result<KeyRecord, ServiceError> {
         let cfg = self.key_set(set)?;
         self.store_reachable()?;
         let _ops = self.ops.lock().await;
@@ -62,6 +77,9 @@ impl Service {
         }
         let records = self.records(set);
         let active = lifecycle::active(&records, now);
+        if let Some((id, seen)) = expect {
+            seen.still(id, &records, now)?;
+        }
         let from = active.map(|k| k.kid.clone());
         // Times have one-second resolution and equal activation times tie-break by kid: a second
         // rotation within the same second as the last activation takes effect one second later.

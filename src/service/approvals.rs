@@ -6,11 +6,21 @@
 //! rejects it; the requester may reject (withdraw) their own, never approve it. Approvals expire
 //! after `[approvals] expire`. A revocation is never held, even forced: it is the emergency path.
 //! The audit trail records `approval_requested`, then `approval_approved` (requester and
-//! approver) right before the change itself, or `approval_rejected`.
+//! approver) right before the change itself, or `approval_rejected`, or, once one lapsed
+//! undecided, `approval_expired` (with its requester; recorded by the lease holder's scheduler).
+//!
+//! An approval is carried out only on the state its requester saw: a held import only if the
+//! token object is still the key pair (kid) requested, a forced rotation only if the key set's
+//! active key (and next key, if it had one) are still those recorded with the request, a
+//! destruction only if the key is still destroyable. Otherwise 409 `approval_stale` (or the
+//! destruction's own refusal), checked before the approval is marked approved and again under the
+//! operator lock when it is carried out.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::held_keys::{SeenKeys, held_keys};
+use super::keygen::SCHEDULER;
 use super::{ApprovalRefusal, ImportBy, KeyEntry, Rfc3339, Service, ServiceError};
 use crate::config::Approvable;
 use crate::keys::{Approval, KeyRecord, NewEvent, StoreError};
@@ -172,7 +182,11 @@ impl Service {
         if activate_at.is_some_and(|at| at < self.now()) {
             return Err(super::Invalid::ActivateAtInPast.into());
         }
-        let request = json!({ "activate_at": activate_at, "force": true });
+        let seen = SeenKeys::of(&self.records(set), self.now());
+        let request = json!({
+            "activate_at": activate_at, "force": true,
+            "active": seen.active, "next": seen.next, "next_activate_at": seen.next_at,
+        });
         let held = self.hold("rotate", set, None, request, actor).await?;
         Ok(Held::Pending(held))
     }
@@ -238,14 +252,53 @@ impl Service {
         }
     }
 
+    /// The scheduler's part (lease holder only): records each approval whose time ran out
+    /// undecided as `expired`, with an `approval_expired` event naming its requester, so that
+    /// the trail says what became of every held request.
+    pub(super) async fn expire_lapsed_approvals(&self) -> Result<(), ServiceError> {
+        let now = self.now();
+        for a in self.store.lapsed_approvals(now).await? {
+            let mut event = NewEvent::new(now, SCHEDULER, "approval_expired").detail(json!({
+                "approval": a.id, "action": a.action, "requested_by": a.requested_by,
+                "expires_at": a.expires_at,
+                "request": serde_json::from_str::<Value>(&a.request).unwrap_or(Value::Null),
+            }));
+            event = match &a.kid {
+                Some(kid) => event.key(&a.key_set, kid),
+                None => event.set(&a.key_set),
+            };
+            match self.store.expire_approval(&a.id, now, &event).await {
+                Err(StoreError::Conflict(_)) => {} // decided or expired by another replica
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
     /// Approves `id` as `by` (never its requester) and carries out the held request.
     pub(crate) async fn approve(&self, id: &str, by: &str) -> Result<Executed, ServiceError> {
         let a = self.open_approval(id, self.now()).await?;
         if a.requested_by == by {
             return Err(ApprovalRefusal::SelfApproval(a.id).into());
         }
+        self.still_doable(&a)?;
         self.decide(&a, "approved", by).await?;
         self.execute(&a).await
+    }
+
+    /// Refuses an approval of a change that can no longer be made as requested (the key set's
+    /// keys changed, the key was destroyed or is in use again) before it is marked approved.
+    /// `execute` checks again, under the operator lock.
+    fn still_doable(&self, a: &Approval) -> Result<(), ServiceError> {
+        let cfg = self.key_set(&a.key_set)?;
+        match (a.action.as_str(), a.kid.as_deref()) {
+            ("destroy", Some(kid)) => self.destroyable(cfg, kid, self.now()).map(|_| ()),
+            ("rotate", _) => match held_keys(&a.request) {
+                Some(seen) => seen.still(&a.id, &self.records(&a.key_set), self.now()),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
     }
 
     /// Rejects `id` as `by` (the requester may withdraw their own).
@@ -276,13 +329,19 @@ impl Service {
                     }
                 };
                 let accept = req["accept_exposed_material"].as_bool().unwrap_or(false);
+                let expect = a.kid.as_deref().map(|kid| (a.id.as_str(), kid));
                 Ok(Executed::Imported(
-                    self.import(set, by, accept, actor).await?,
+                    self.import_expecting(set, by, accept, actor, expect)
+                        .await?,
                 ))
             }
             "rotate" => {
                 let at = req["activate_at"].as_i64();
-                Ok(Executed::Rotated(self.rotate(set, at, true, actor).await?))
+                let seen = held_keys(&a.request);
+                let expect = seen.as_ref().map(|s| (a.id.as_str(), s));
+                Ok(Executed::Rotated(
+                    self.rotate_expecting(set, at, true, actor, expect).await?,
+                ))
             }
             _ => Err(ServiceError::Internal(
                 "a stored approval of an unknown action",

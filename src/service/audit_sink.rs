@@ -11,8 +11,15 @@
 //! written (disk full, permission, a directory gone) is cut off the file again, the sink reports
 //! `down` in `/readyz` (the replica `degraded`: signing goes on), and the same events are written
 //! once it can, none lost and none twice.
+//!
+//! The file is created with mode 0600 and must be a regular file (a symlink, FIFO or directory is
+//! refused and shows in `/readyz`); at start-up its last line must be this store's event of that
+//! seq, so a file of another trail is never appended to. Rotation: `copytruncate` or
+//! move-and-create both work (the file is opened for each batch); the next file starts mid-chain.
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -66,18 +73,6 @@ impl SinkWriter {
             .map_err(|e| format!("the sink's writer failed: {e}"))?
     }
 
-    async fn position(&mut self) -> Result<i64, String> {
-        if let Some(p) = self.position {
-            return Ok(p);
-        }
-        let AuditSink::File(path) = self.sink.clone() else {
-            return Ok(0);
-        };
-        let p = Self::blocking(move || last_seq(&path)).await?;
-        self.position = Some(p);
-        Ok(p)
-    }
-
     async fn write(&mut self, lines: String, last: i64) -> Result<(), String> {
         let sink = self.sink.clone();
         Self::blocking(move || match sink {
@@ -94,59 +89,123 @@ impl SinkWriter {
     }
 }
 
+/// Opens the sink's file to append (`write`) or to read its end (`read`), creating it with mode
+/// 0600 (it holds the audit trail). Anything but a regular file is refused before it is opened:
+/// a symlink (it could point the service's writes, and the cut of a partial last line, at any
+/// file the service may write), a directory, a FIFO (an open for writing would block the task
+/// until a reader comes) or a device.
+fn open_sink(path: &Path, read: bool) -> Result<File, String> {
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(m) => {
+            let what = if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else if m.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a FIFO, socket or device)"
+            };
+            return Err(format!(
+                "{} is {what}; the audit sink writes only to a regular file",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !read => {}
+        Err(e) => return Err(shown(e)),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    if read {
+        options.read(true).write(true);
+    } else {
+        options.append(true).create(true);
+    }
+    options.mode(0o600);
+    let file = options.open(path).map_err(shown)?;
+    if !file.metadata().map_err(shown)?.file_type().is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    Ok(file)
+}
+
 /// Appends `bytes` to `path` and syncs; on failure, cuts the file back to where it was.
 fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let shown = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut file = (std::fs::OpenOptions::new().append(true).create(true))
-        .open(path)
-        .map_err(shown)?;
+    let mut file = open_sink(path, false)?;
     let len = file.metadata().map_err(shown)?.len();
     match file.write_all(bytes).and_then(|()| file.sync_data()) {
         Ok(()) => Ok(()),
         Err(e) => {
-            let _ = file.set_len(len);
+            cut_back(&file, len);
             Err(shown(e))
         }
     }
 }
 
-/// The seq of the file's last line (0 if there is no file or no line). A last line without its
-/// newline was cut short: it is cut off, to be written again.
-fn last_seq(path: &Path) -> Result<i64, String> {
+/// Cuts what a failed write left past `len` off `file`. Only ever shrinks it: a file truncated
+/// meanwhile (logrotate's `copytruncate`) is not grown back to `len` with zero bytes.
+fn cut_back(file: &File, len: u64) {
+    if file.metadata().is_ok_and(|m| m.len() > len) {
+        let _ = file.set_len(len);
+    }
+}
+
+/// The seq and hash of an audit event's JSON line, if it is one.
+fn event_of(line: &[u8]) -> Option<(i64, String)> {
+    let v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+    Some((
+        v.get("seq")?.as_i64()?,
+        v.get("hash")?.as_str()?.to_string(),
+    ))
+}
+
+/// The seq and hash of the file's last line (`None` if there is no file or no line). A last
+/// line without its newline was cut short: it is cut off, to be written again, but only from a
+/// file whose last whole line is an audit event (or that has no whole line and starts like one):
+/// anything else is refused untouched.
+fn last_event(path: &Path) -> Result<Option<(i64, String)>, String> {
     let shown = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(shown(e)),
-    };
-    let len = file.metadata().map_err(shown)?.len();
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        return match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(None),
+            _ => Err(shown(e)),
+        };
+    }
+    let mut file = open_sink(path, true)?;
+    let meta = file.metadata().map_err(shown)?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        tracing::warn!(path = %path.display(), "the audit sink's file can be read by anyone: chmod o-rwx it");
+    }
+    let len = meta.len();
     let start = len.saturating_sub(TAIL);
     let mut tail = Vec::new();
     file.seek(SeekFrom::Start(start)).map_err(shown)?;
     file.read_to_end(&mut tail).map_err(shown)?;
     let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let not_ours = || {
+        format!(
+            "{}: the last line is not an audit event with a `seq` and `hash`; not appending to it",
+            path.display()
+        )
+    };
+    let last = match tail[..complete]
+        .split(|b| *b == b'\n')
+        .rev()
+        .find(|l| !l.is_empty())
+    {
+        Some(line) => Some(event_of(line).ok_or_else(not_ours)?),
+        None if start > 0 => return Err(not_ours()),
+        None => None,
+    };
     if complete < tail.len() {
+        if last.is_none() && !tail.starts_with(b"{\"") {
+            return Err(not_ours());
+        }
         let keep = start + complete as u64;
         tracing::warn!(path = %path.display(), keep, "audit sink: cutting off a partial last line");
         file.set_len(keep).map_err(shown)?;
     }
-    let body = &tail[..complete];
-    let Some(line) = body.split(|b| *b == b'\n').rev().find(|l| !l.is_empty()) else {
-        return Ok(0);
-    };
-    serde_json::from_slice::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("seq")?.as_i64())
-        .ok_or_else(|| {
-            format!(
-                "{}: the last line is not an audit event with a `seq`; not appending to it",
-                path.display()
-            )
-        })
+    Ok(last)
 }
 
 impl Service {
@@ -169,10 +228,42 @@ impl Service {
         });
     }
 
+    /// The last seq in the sink: a file's is read from its last line once, and that line must be
+    /// this store's event of that seq (same hash). A file of another trail (another deployment,
+    /// a store restored from an older backup) is refused: appending to it would make a file
+    /// that no longer verifies, or skip events.
+    async fn sink_position(&self, writer: &mut SinkWriter) -> Result<i64, String> {
+        if let Some(p) = writer.position {
+            return Ok(p);
+        }
+        let AuditSink::File(path) = writer.sink.clone() else {
+            return Ok(0);
+        };
+        let shown = path.display().to_string();
+        let p = match SinkWriter::blocking(move || last_event(&path)).await? {
+            None => 0,
+            Some((seq, hash)) => {
+                let ours = (self.store.audit_after(seq - 1, 1).await)
+                    .map_err(|e| format!("the store cannot be read: {e}"))?;
+                match ours.first() {
+                    Some(e) if e.seq == seq && e.hash == hash => seq,
+                    _ => {
+                        return Err(format!(
+                            "{shown}: its last line (seq {seq}) is not this store's event {seq}: \
+                             the file holds another trail; not appending to it"
+                        ));
+                    }
+                }
+            }
+        };
+        writer.position = Some(p);
+        Ok(p)
+    }
+
     /// Writes every event after the sink's position, batch by batch, until none is left or a
     /// write fails.
     async fn audit_sink_round(&self, writer: &mut SinkWriter) {
-        let mut after = match writer.position().await {
+        let mut after = match self.sink_position(writer).await {
             Ok(p) => p,
             Err(e) => return self.sink_failed(e, None),
         };
@@ -252,21 +343,5 @@ impl Service {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_partial_last_line_is_cut_off_and_the_seq_before_it_resumes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path: std::path::PathBuf = dir.path().join("a.jsonl");
-        assert_eq!(last_seq(&path), Ok(0));
-        std::fs::write(&path, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"hash\":\"ab").unwrap();
-        assert_eq!(last_seq(&path), Ok(2));
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"seq\":1}\n{\"seq\":2}\n"
-        );
-        std::fs::write(&path, "not json\n").unwrap();
-        assert!(last_seq(&path).unwrap_err().contains("not an audit event"));
-    }
-}
+#[path = "audit_sink_tests.rs"]
+mod tests;

@@ -148,6 +148,10 @@ pub enum ApprovalRefusal {
     Expired { id: String, at: i64 },
     #[error("approval {id} is already {status}")]
     Decided { id: String, status: String },
+    /// The key set or key changed since the request: carrying it out now would act on what
+    /// neither admin saw.
+    #[error("approval {id} no longer fits the key set: {reason}; request the change again")]
+    Stale { id: String, reason: String },
 }
 
 /// A malformed operator request, or one that names a key Signet may not adopt.

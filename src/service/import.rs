@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::hsm_signer::{fits, public_key};
-use super::{BackendSlot, Invalid, KeyEntry, Refusal, Service, ServiceError};
+use super::{ApprovalRefusal, BackendSlot, Invalid, KeyEntry, Refusal, Service, ServiceError};
 use crate::config::KeySetConfig;
 use crate::hsm::{HsmError, KeyAttributes};
 use crate::keys::{KeyChange, KeyRecord, NewEvent, Origin, Provenance, lifecycle};
@@ -45,6 +45,20 @@ impl Service {
         accept_exposed: bool,
         actor: &str,
     ) -> Result<KeyEntry, ServiceError> {
+        self.import_expecting(set, by, accept_exposed, actor, None)
+            .await
+    }
+
+    /// [`Self::import`]; with `expect` (an approval's id and the kid its requester saw), a token
+    /// object that is now another key pair (replaced under the same label or id) is refused.
+    pub(super) async fn import_expecting(
+        &self,
+        set: &str,
+        by: ImportBy,
+        accept_exposed: bool,
+        actor: &str,
+        expect: Option<(&str, &str)>,
+    ) -> Result<KeyEntry, ServiceError> {
         let cfg = self.key_set(set)?;
         self.store_reachable()?;
         let _ops = self.ops.lock().await;
@@ -54,6 +68,16 @@ impl Service {
         let provenance = admissible(cfg, &found, accept_exposed)?;
         let exposed = provenance.exposed();
         let kid = found.public.thumbprint();
+        if let Some((id, want)) = expect
+            && want != kid
+        {
+            let reason = format!("the token's key pair is now {kid}, not {want} as requested");
+            return Err(ApprovalRefusal::Stale {
+                id: id.into(),
+                reason,
+            }
+            .into());
+        }
         if self.view().records_all().any(|k| k.kid == kid) {
             return Err(Refusal::KeyExists(kid).into());
         }

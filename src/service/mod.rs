@@ -14,6 +14,7 @@ mod context;
 mod destruction;
 mod error;
 mod health;
+mod held_keys;
 pub mod hsm_signer;
 mod http_sign;
 mod import;
@@ -153,6 +154,9 @@ impl Service {
             // token listing while the process is short of resources (EMFILE) can make SoftHSM
             // drop the objects it cannot open.
             self.reconcile().await;
+        }
+        if let Err(e) = self.expire_lapsed_approvals().await {
+            tracing::warn!(error = %Chain(&e), "cannot record expired approvals");
         }
         let _ops = self.ops.lock().await;
         for (i, set) in self.config.key_sets.iter().enumerate() {

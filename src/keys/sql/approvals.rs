@@ -79,6 +79,41 @@ impl<DB> ApprovalStore for SqlStore<DB> {
         rows.iter().map(approval).collect()
     }
 
+    async fn lapsed_approvals(&self, now: i64) -> Result<Vec<Approval>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= $1 \
+             ORDER BY expires_at, id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(approval).collect()
+    }
+
+    async fn expire_approval(
+        &self,
+        id: &str,
+        at: i64,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let mut w = Writer::begin(self).await?;
+        let row = sqlx::query(
+            "UPDATE approvals SET status = 'expired', decided_at = $1 \
+             WHERE id = $2 AND status = 'pending' AND expires_at <= $1 RETURNING id",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        if row.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "approval {id} is not a lapsed pending one"
+            )));
+        }
+        w.append(std::slice::from_ref(event)).await?;
+        w.commit().await
+    }
+
     async fn decide_approval(
         &self,
         id: &str,
