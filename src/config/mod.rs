@@ -4,6 +4,7 @@
 //! HTTP, PKCS#11 or the store; PINs are resolved later by the HSM wiring from [`PinSource`].
 
 mod approvals;
+mod audit;
 mod client;
 mod key_set;
 mod key_set_profiles;
