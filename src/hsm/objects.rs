@@ -1,6 +1,7 @@
 //! Key objects in the token: generation templates, lookup by `CKA_ID` / `CKA_LABEL`, reading the
 //! public half, relabelling and destruction.
 
+use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -169,27 +170,40 @@ pub(super) fn list(s: &Session, prefix: &str) -> Result<Vec<TokenKey>, HsmError>
         .map_err(HsmError::call("C_FindObjects"))?;
     let mut out = Vec::new();
     for h in handles {
-        let attrs = s
-            .get_attributes(h, &[AttributeType::Id, AttributeType::Label])
-            .map_err(HsmError::call("C_GetAttributeValue"))?;
-        let (mut id, mut label) = (Vec::new(), String::new());
-        for a in attrs {
-            match a {
-                Attribute::Id(v) => id = v,
-                Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
-                _ => {}
-            }
-        }
-        if label.starts_with(prefix) {
-            let attributes = attributes::of_handle(s, h)?;
-            out.push(TokenKey {
-                id,
-                label,
-                attributes,
-            });
+        match listed(s, h, prefix) {
+            Ok(Some(key)) => out.push(key),
+            Ok(None) => {}
+            // Destroyed by another session (a replica, another process) since C_FindObjects:
+            // it is simply no longer in the token.
+            Err(e) if e.rv() == Some(RvError::ObjectHandleInvalid) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// The private key `h` if its label starts with `prefix`.
+fn listed(s: &Session, h: ObjectHandle, prefix: &str) -> Result<Option<TokenKey>, HsmError> {
+    let attrs = s
+        .get_attributes(h, &[AttributeType::Id, AttributeType::Label])
+        .map_err(HsmError::call("C_GetAttributeValue"))?;
+    let (mut id, mut label) = (Vec::new(), String::new());
+    for a in attrs {
+        match a {
+            Attribute::Id(v) => id = v,
+            Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
+            _ => {}
+        }
+    }
+    if !label.starts_with(prefix) {
+        return Ok(None);
+    }
+    let attributes = attributes::of_handle(s, h)?;
+    Ok(Some(TokenKey {
+        id,
+        label,
+        attributes,
+    }))
 }
 
 pub(super) fn relabel(
