@@ -70,8 +70,15 @@ fn refused(answer: (u16, Value), status: u16, code: &str) {
     );
 }
 
+/// The tests of this binary share one SoftHSM token (common/local.rs). SoftHSM may never show
+/// this process an object another process (`pkcs11-tool`) creates while this process destroys
+/// one (its token generation check), so the test that imports such objects and the one that
+/// destroys keys take turns.
+static TOKEN_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_admin_cannot_destroy_import_or_force_alone() {
+    let _turn = TOKEN_TURN.lock().await;
     let main = Local::start(&sets(), edit).await;
     let (a, b) = (Some(ADMIN_TOKEN), Some(SECOND));
     let (active, next) = active_and_next(&main);
@@ -351,6 +358,7 @@ fn held_id(out: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_holds_lists_approves_and_rejects() {
+    let _turn = TOKEN_TURN.lock().await;
     let main = Local::start(&sets(), edit).await;
     let base = main.serve().await;
 
