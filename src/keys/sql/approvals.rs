@@ -105,13 +105,8 @@ impl<DB> ApprovalStore for SqlStore<DB> {
         .bind(id.to_string())
         .fetch_optional(&mut *w.tx)
         .await?;
-        if row.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "approval {id} is not a lapsed pending one"
-            )));
-        }
-        w.append(std::slice::from_ref(event)).await?;
-        w.commit().await
+        w.decided(row.is_some(), event, || format!("approval {id} is not a lapsed pending one"))
+            .await
     }
 
     async fn decide_approval(
@@ -133,13 +128,27 @@ impl<DB> ApprovalStore for SqlStore<DB> {
         .bind(id.to_string())
         .fetch_optional(&mut *w.tx)
         .await?;
-        if row.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "approval {id} is no longer pending"
-            )));
+        w.decided(row.is_some(), event, || format!("approval {id} is no longer pending"))
+            .await
+    }
+}
+}
+
+over_db! {
+impl<'s, DB> Writer<'s, DB> {
+    /// Ends a conditional update of an approval: if it matched (`updated`), `event` is appended
+    /// and all committed; else nothing is written and the conflict is `why`.
+    async fn decided(
+        mut self,
+        updated: bool,
+        event: &NewEvent,
+        why: impl FnOnce() -> String + Send,
+    ) -> Result<(), StoreError> {
+        if !updated {
+            return Err(StoreError::Conflict(why()));
         }
-        w.append(std::slice::from_ref(event)).await?;
-        w.commit().await
+        self.append(std::slice::from_ref(event)).await?;
+        self.commit().await
     }
 }
 }
