@@ -148,7 +148,7 @@ impl BackendSlot {
             if !c.is_up() {
                 continue;
             }
-            if c.free_permits() > 0 {
+            if c.idle() > 0 {
                 return Ok(c.clone());
             }
             fallback.get_or_insert(c);

@@ -2,26 +2,25 @@
 //! a device-level failure takes `Down` on its own while a recovery task re-initialises it with
 //! backoff. A context some call is stuck in (a hung HSM) is leaked, never finalised under it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-use tokio::sync::Semaphore;
-
 use super::backends::{BackendDown, BackendState, DownReason};
+use super::workers::{Refused, Workers};
 use crate::config::{HsmConfig, TokenSelector};
 use crate::hsm::{Backend, BackendConfig, HsmError};
 use crate::signing::SignError;
 use crate::support::{Chain, lock, read, write};
+use secrecy::SecretString;
 
 /// Recovery backoff: first retry after `BACKOFF_START`, doubling up to `BACKOFF_MAX`.
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// One module context of an `[[hsm]]` (its own connection, login and session pool): its state,
-/// and the permits that bound how many operations run (`sessions`) and wait (`max_queue`) on it
-/// at once. Each context fails and recovers on its own.
+/// and the worker threads its operations run on, `sessions` of them, with at most `max_queue`
+/// operations waiting. Each context fails and recovers on its own.
 #[derive(Debug)]
 pub struct Context {
     pub(crate) config: HsmConfig,
@@ -36,15 +35,19 @@ pub struct Context {
     recovering: AtomicBool,
     /// Set by a failure, cleared (and counted as a recovery) by the next successful open.
     had_failure: AtomicBool,
-    pub(crate) permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max_queue: usize,
+    workers: Workers,
+    /// Ticks each time a failure takes the context down: what operations in flight on it wait
+    /// for besides their own answer.
+    failures: tokio::sync::watch::Sender<u64>,
 }
 
 impl Context {
     pub(crate) fn new(config: HsmConfig, pin: SecretString, index: usize) -> Self {
-        let permits = Arc::new(Semaphore::new(config.sessions));
-        let max_queue = config.max_queue;
+        let workers = Workers::new(
+            format!("{}-{index}", config.name),
+            config.sessions,
+            config.max_queue,
+        );
         Self {
             config,
             index,
@@ -54,9 +57,8 @@ impl Context {
             opening: Mutex::new(()),
             recovering: AtomicBool::new(false),
             had_failure: AtomicBool::new(false),
-            permits,
-            waiting: AtomicUsize::new(0),
-            max_queue,
+            workers,
+            failures: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -82,14 +84,14 @@ impl Context {
         matches!(*read(&self.state), BackendState::Up(_))
     }
 
-    pub(crate) fn free_permits(&self) -> usize {
-        self.permits.available_permits()
+    /// Worker threads not running an operation now.
+    pub(crate) fn idle(&self) -> usize {
+        self.workers.idle()
     }
 
-    /// Operations waiting for a permit, and operations running (for metrics).
+    /// Operations waiting for a worker thread, and operations running (for metrics).
     pub(crate) fn load(&self) -> (usize, usize) {
-        let running = self.config.sessions - self.permits.available_permits();
-        (self.waiting.load(Ordering::Relaxed), running)
+        self.workers.load()
     }
 
     /// Takes `backend` out of service after `error`, unless a newer context already replaced it,
@@ -106,6 +108,7 @@ impl Context {
                     self.had_failure.store(true, Ordering::SeqCst);
                     *lock(&self.stale) = Some(current.clone());
                     *state = BackendState::Down(DownReason::Failed(error));
+                    self.failures.send_modify(|n| *n += 1);
                 }
                 _ => return,
             }
@@ -209,9 +212,10 @@ impl Context {
         }
     }
 
-    /// Runs `f` on a blocking thread, holding one of `sessions` permits, everything (the wait
-    /// for a permit included) within `deadline`. More than `max_queue` waiters: busy at once.
-    /// An operation that overruns marks the context failed (a hung HSM).
+    /// Runs `f` on one of the context's worker threads, everything (the wait for a thread
+    /// included) within `deadline`. More than `max_queue` operations waiting: busy at once. An
+    /// operation that overruns marks the context failed (a hung HSM) and its thread is replaced;
+    /// so is one still in flight when another call marks the context failed (unavailable).
     pub(crate) async fn run_for<T: Send + 'static>(
         self: &Arc<Self>,
         deadline: Duration,
@@ -228,26 +232,25 @@ impl Context {
         f: impl FnOnce() -> Result<T, SignError> + Send + 'static,
     ) -> Result<T, SignError> {
         let deadline = until.saturating_duration_since(tokio::time::Instant::now());
-        self.up()?;
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(SignError::Busy);
-        }
-        let permit = tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let permit = permit
-            .map_err(|_| SignError::Busy)?
-            .map_err(|_| SignError::Busy)?;
-        // The backend may have gone down while we waited: fail fast rather than call into it.
         let backend = self.up()?;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let mut failures = self.failures.subscribe();
+        let lost = async move {
+            let _ = failures.changed().await;
+        };
+        let slot = self.clone();
+        let run = move || {
+            // The backend may have gone down while this waited: fail fast rather than call into it.
+            slot.up()?;
             f()
-        });
-        match tokio::time::timeout_at(until, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(SignError::Internal(Box::new(join))),
-            Err(_) => {
+        };
+        match self.workers.run(until, lost, run).await {
+            Ok(result) => result,
+            Err(Refused::Full | Refused::Expired) => Err(SignError::Busy),
+            // Another call found the device gone while this one waited or ran: move on now rather
+            // than wait for an answer that may never come.
+            Err(Refused::Lost) => Err(self.up().err().unwrap_or(SignError::Busy)),
+            Err(Refused::Panicked) => Err(SignError::Internal("an HSM operation panicked".into())),
+            Err(Refused::Overran) => {
                 self.failed(&backend, Arc::new(HsmError::Unresponsive(deadline)));
                 Err(SignError::Timeout)
             }

@@ -30,6 +30,7 @@ mod signing_key;
 mod transit;
 mod transit_keys;
 mod view;
+mod workers;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
