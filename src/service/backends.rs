@@ -138,7 +138,7 @@ impl BackendSlot {
     }
 
     /// The context the next operation runs on: round-robin over the contexts that are up,
-    /// preferring one with a free session; 503 (the first context's reason) when none is up.
+    /// preferring one with an idle worker thread; 503 (the first context's reason) when none is up.
     pub(crate) fn pick(&self) -> Result<Arc<Context>, SignError> {
         let n = self.contexts.len();
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +161,8 @@ impl BackendSlot {
         }
     }
 
-    /// Operations waiting for a permit, and operations running, over every context (for metrics).
+    /// Operations waiting for a worker thread, and operations running, over every context (for
+    /// metrics).
     pub(crate) fn load(&self) -> (usize, usize) {
         self.contexts
             .iter()
@@ -184,7 +185,7 @@ impl BackendSlot {
         any
     }
 
-    /// Runs `f` with the backend of one context (see [`Context::run_for`]: a session permit,
+    /// Runs `f` with the backend of one context (see [`Context::run_for`]: a worker thread,
     /// `deadline`); a device-level failure takes that context out of service and starts its
     /// recovery.
     pub async fn with_backend<T: Send + 'static>(

@@ -1,5 +1,5 @@
 //! Certificates of keys (DESIGN.md "Certificates"): a PKCS#10 CSR signed by the key inside its
-//! HSM (through the key's backend slot: a session permit, `op_timeout`, the self-check), and the
+//! HSM (through the key's backend slot: a worker thread, `op_timeout`, the self-check), and the
 //! chain an operator attaches once a CA has issued it, checked (`signing::x509::check_chain`)
 //! and stored with its audit event in one transaction. The view then serves `x5c`/`x5t#S256` and,
 //! for `header_x5c` key sets, signs with `x5c` in the header.

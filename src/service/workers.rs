@@ -132,7 +132,7 @@ impl Workers {
             });
         }
         if swap(RUNNING, ABANDONED).is_ok() {
-            self.pool.spawn();
+            self.pool.replace();
             return Err(gave_up);
         }
         // Done just now: its result is on the way.
@@ -176,6 +176,17 @@ impl Pool {
             self.alive.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(hsm = %self.name, error = %e, "could not start an HSM worker thread");
         }
+    }
+
+    /// Starts a thread in place of one left in a stuck call.
+    fn replace(self: &Arc<Self>) {
+        self.spawn();
+        let stuck = self
+            .alive
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.threads);
+        tracing::warn!(hsm = %self.name, stuck,
+            "an HSM call did not come back in time; its worker thread is left to it and replaced");
     }
 
     /// Runs operations until the queue is gone, or until it comes back from an operation it was
