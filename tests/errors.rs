@@ -1054,15 +1054,25 @@ async fn replicas(main: &Local, reached: &mut Reached) {
         "concurrent_change",
     );
 
+    // One session and no waiting: of four signatures asked for at once, at most one gets the
+    // session; the others are busy at once.
     let no_queue = main
         .replica(&sets(), |c| {
-            c.replace("op_timeout = \"5s\"", "op_timeout = \"5s\"\nmax_queue = 0")
+            c.replace("sessions = 4", "sessions = 1")
+                .replace("op_timeout = \"5s\"", "op_timeout = \"5s\"\nmax_queue = 0")
         })
         .await;
     wait_up(&no_queue).await;
+    let (a, b, c, d) = tokio::join!(
+        no_queue.send(sign("id")),
+        no_queue.send(sign("id")),
+        no_queue.send(sign("id")),
+        no_queue.send(sign("id")),
+    );
+    let busy = [a, b, c, d].into_iter().find(|(status, ..)| *status != 200);
     reached.check(
         "no waiting allowed",
-        no_queue.send(sign("id")).await,
+        busy.expect("one of four at once is busy"),
         "hsm_busy",
     );
 }
